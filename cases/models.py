@@ -1,0 +1,214 @@
+"""The clinical record: clinics, patients, lesions, images and reviews.
+
+Rows are addressed by UUID everywhere a user can see an identifier, so a URL
+never reveals how many patients a clinic has or invites guessing the next.
+Clinical rows are protected from cascading deletes: losing an image because
+a lesion was deleted by mistake is not acceptable.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Clinic(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="clinics"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's place in a clinic. Membership is what grants access to records."""
+
+    class Role(models.TextChoices):
+        CLINICIAN = "clinician", "Clinician"
+        CLINIC_ADMIN = "clinic_admin", "Clinic administrator"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.CLINICIAN)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "clinic"], name="one_membership_per_clinic"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} in {self.clinic} ({self.get_role_display()})"
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "female", "Female"
+        MALE = "male", "Male"
+        OTHER = "other", "Other"
+        UNKNOWN = "unknown", "Unknown"
+
+    class Fitzpatrick(models.IntegerChoices):
+        I = 1, "I"  # noqa: E741 - the clinical name of the type
+        II = 2, "II"
+        III = 3, "III"
+        IV = 4, "IV"
+        V = 5, "V"
+        VI = 6, "VI"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="patients")
+    medical_record_number = models.CharField(max_length=64)
+    given_name = models.CharField(max_length=150)
+    family_name = models.CharField(max_length=150)
+    date_of_birth = models.DateField()
+    sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
+    fitzpatrick_skin_type = models.PositiveSmallIntegerField(
+        choices=Fitzpatrick.choices, null=True, blank=True
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["family_name", "given_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "medical_record_number"], name="unique_mrn_per_clinic"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.family_name}, {self.given_name} ({self.medical_record_number})"
+
+
+class AnatomicalSite(models.TextChoices):
+    """The ISIC Archive's general anatomical sites, so records map onto its data."""
+
+    HEAD_NECK = "head_neck", "Head/neck"
+    UPPER_EXTREMITY = "upper_extremity", "Upper extremity"
+    LOWER_EXTREMITY = "lower_extremity", "Lower extremity"
+    ANTERIOR_TORSO = "anterior_torso", "Anterior torso"
+    POSTERIOR_TORSO = "posterior_torso", "Posterior torso"
+    LATERAL_TORSO = "lateral_torso", "Lateral torso"
+    PALMS_SOLES = "palms_soles", "Palms/soles"
+    ORAL_GENITAL = "oral_genital", "Oral/genital"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Lesion(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="lesions")
+    anatomical_site = models.CharField(max_length=20, choices=AnatomicalSite.choices)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.get_anatomical_site_display()} lesion of {self.patient}"
+
+
+def lesion_image_path(instance, filename):
+    # The stored name is the row's UUID: the uploaded file name may carry a
+    # patient's name and must never reach storage keys or URLs.
+    extension = {"JPEG": "jpg", "PNG": "png"}.get(instance.image_format, "bin")
+    return f"lesion-images/{instance.id}.{extension}"
+
+
+class LesionImage(models.Model):
+    class Modality(models.TextChoices):
+        DERMOSCOPIC = "dermoscopic", "Dermoscopic"
+        CLINICAL = "clinical", "Clinical (close-up)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    lesion = models.ForeignKey(Lesion, on_delete=models.PROTECT, related_name="images")
+    image = models.FileField(upload_to=lesion_image_path, max_length=255)
+    image_format = models.CharField(max_length=10, editable=False)
+    modality = models.CharField(max_length=20, choices=Modality.choices)
+    captured_at = models.DateTimeField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="uploaded_images"
+    )
+    uploaded_at = models.DateTimeField(default=timezone.now, editable=False)
+    sha256 = models.CharField(max_length=64, editable=False)
+    width = models.PositiveIntegerField(editable=False)
+    height = models.PositiveIntegerField(editable=False)
+    byte_size = models.PositiveIntegerField(editable=False)
+
+    class Meta:
+        ordering = ["captured_at"]
+        indexes = [models.Index(fields=["sha256"])]
+
+    def __str__(self):
+        return f"{self.get_modality_display()} image {self.id}"
+
+
+class Review(models.Model):
+    """A clinician's verdict on an image's prediction.
+
+    Reviews are appended, never edited: a changed opinion is a new row, so
+    the history of who decided what, and when, is always intact.
+    """
+
+    class Verdict(models.TextChoices):
+        AGREE = "agree", "Agree with the model"
+        DISAGREE = "disagree", "Disagree with the model"
+
+    class Diagnosis(models.TextChoices):
+        NEVUS = "nevus", "Melanocytic nevus"
+        MELANOMA = "melanoma", "Melanoma"
+        SEBORRHEIC_KERATOSIS = "seborrheic_keratosis", "Seborrheic keratosis"
+        BASAL_CELL_CARCINOMA = "basal_cell_carcinoma", "Basal cell carcinoma"
+        SQUAMOUS_CELL_CARCINOMA = "squamous_cell_carcinoma", "Squamous cell carcinoma"
+        ACTINIC_KERATOSIS = "actinic_keratosis", "Actinic keratosis"
+        DERMATOFIBROMA = "dermatofibroma", "Dermatofibroma"
+        VASCULAR = "vascular", "Vascular lesion"
+        OTHER = "other", "Other"
+        UNDETERMINED = "undetermined", "Undetermined"
+
+    class Histopathology(models.TextChoices):
+        NONE = "", "No result"
+        BENIGN = "benign", "Benign"
+        MELANOMA_IN_SITU = "melanoma_in_situ", "Melanoma in situ"
+        INVASIVE_MELANOMA = "invasive_melanoma", "Invasive melanoma"
+        OTHER_MALIGNANT = "other_malignant", "Other malignancy"
+        NON_DIAGNOSTIC = "non_diagnostic", "Non-diagnostic"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    image = models.ForeignKey(LesionImage, on_delete=models.PROTECT, related_name="reviews")
+    # The prediction the clinician was looking at; null if none existed.
+    prediction = models.ForeignKey(
+        "inference.Prediction",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reviews",
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    final_diagnosis = models.CharField(max_length=30, choices=Diagnosis.choices)
+    biopsy_requested = models.BooleanField(default=False)
+    histopathology_result = models.CharField(
+        max_length=20, choices=Histopathology.choices, blank=True, default=""
+    )
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.get_verdict_display()} by {self.reviewer} on {self.created_at:%Y-%m-%d}"

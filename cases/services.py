@@ -1,0 +1,154 @@
+"""Every write to the clinical record goes through these functions.
+
+Portal views, API views, the admin and management commands call them, so
+validation, permission checks and the queuing of inference happen the same
+way whichever door a record came in by. Keyword-only arguments; each returns
+the saved row or raises ValidationError / PermissionDenied.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from inference.services import request_prediction
+
+from . import permissions
+from .models import Lesion, LesionImage, Patient, Review
+from .validation import inspect_image, read_upload
+
+logger = logging.getLogger(__name__)
+
+IMAGE_FOLDER = "lesion-images"
+
+
+def _require_member(user, clinic):
+    if not permissions.can_edit_clinic_records(user, clinic):
+        raise PermissionDenied("You are not a member of this patient's clinic.")
+
+
+def create_patient(*, user, clinic, medical_record_number, given_name, family_name,
+                   date_of_birth, sex=Patient.Sex.UNKNOWN, fitzpatrick_skin_type=None) -> Patient:
+    _require_member(user, clinic)
+    if date_of_birth > timezone.localdate():
+        raise ValidationError({"date_of_birth": "The date of birth is in the future."})
+    patient = Patient(
+        clinic=clinic,
+        medical_record_number=medical_record_number.strip(),
+        given_name=given_name.strip(),
+        family_name=family_name.strip(),
+        date_of_birth=date_of_birth,
+        sex=sex,
+        fitzpatrick_skin_type=fitzpatrick_skin_type,
+    )
+    patient.full_clean()  # includes the per-clinic MRN uniqueness check
+    patient.save()
+    return patient
+
+
+def create_lesion(*, user, patient, anatomical_site, description="") -> Lesion:
+    _require_member(user, patient.clinic)
+    lesion = Lesion(patient=patient, anatomical_site=anatomical_site, description=description)
+    lesion.full_clean()
+    lesion.save()
+    return lesion
+
+
+def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> LesionImage:
+    """Validate and store an image of ``lesion``; queue its prediction on commit.
+
+    ``file`` is any readable binary file (an UploadedFile, a File, BytesIO).
+    Raises ValidationError for anything that is not a usable JPEG or PNG, and
+    PermissionDenied if ``uploader`` is not in the patient's clinic; in both
+    cases nothing is stored and nothing is queued.
+    """
+    _require_member(uploader, lesion.patient.clinic)
+    now = timezone.now()
+    if captured_at is None:
+        captured_at = now
+    elif captured_at > now + timedelta(minutes=5):  # allow for a phone's clock drift
+        raise ValidationError({"captured_at": "The capture date is in the future."})
+    if modality not in LesionImage.Modality.values:
+        raise ValidationError({"modality": f"Unknown modality {modality!r}."})
+
+    data = read_upload(file)
+    info = inspect_image(data)
+
+    image = LesionImage(
+        lesion=lesion,
+        image_format=info.format,
+        modality=modality,
+        captured_at=captured_at,
+        uploaded_by=uploader,
+        sha256=info.sha256,
+        width=info.width,
+        height=info.height,
+        byte_size=info.byte_size,
+    )
+    stored_name = None
+    try:
+        with transaction.atomic():
+            image.image.save("upload", ContentFile(data), save=False)
+            stored_name = image.image.name
+            image.save()
+            request_prediction(image)
+    except BaseException:
+        # Our own transaction failed: take the file with it. (If an outer
+        # transaction rolls back later, the orphan sweeper removes the file.)
+        if stored_name:
+            default_storage.delete(stored_name)
+        raise
+    logger.info("Stored image %s (%sx%s, %s bytes)", image.id, info.width, info.height, info.byte_size)
+    return image
+
+
+def add_review(*, reviewer, image, verdict, final_diagnosis, biopsy_requested=False,
+               histopathology_result="", notes="") -> Review:
+    """Append a review of ``image``; earlier reviews are never changed."""
+    _require_member(reviewer, image.lesion.patient.clinic)
+    from inference.models import Prediction
+
+    review = Review(
+        image=image,
+        prediction=Prediction.objects.filter(image=image).order_by("-created_at").first(),
+        reviewer=reviewer,
+        verdict=verdict,
+        final_diagnosis=final_diagnosis,
+        biopsy_requested=biopsy_requested,
+        histopathology_result=histopathology_result,
+        notes=notes,
+    )
+    review.full_clean()
+    review.save()
+    return review
+
+
+def delete_orphan_image_files(*, older_than: timedelta) -> list[str]:
+    """Delete stored image files that no row points to, once older than ``older_than``.
+
+    An upload whose surrounding transaction rolled back leaves its file in
+    storage (Django has no rollback hook). The age guard keeps the sweeper
+    away from uploads whose transaction is still open.
+    """
+    try:
+        _, names = default_storage.listdir(IMAGE_FOLDER)
+    except FileNotFoundError:
+        return []
+    cutoff = timezone.now() - older_than
+    paths = [f"{IMAGE_FOLDER}/{name}" for name in names]
+    known = set(LesionImage.objects.filter(image__in=paths).values_list("image", flat=True))
+    deleted = []
+    for path in paths:
+        if path in known:
+            continue
+        if default_storage.get_modified_time(path) > cutoff:
+            continue
+        default_storage.delete(path)
+        deleted.append(path)
+    if deleted:
+        logger.warning("Deleted %d orphan image files", len(deleted))
+    return deleted

@@ -1,0 +1,77 @@
+"""``python -m inference predict [--model PATH] IMAGE...``
+
+Classifies images with no database, server or Django settings, through the
+same preprocessing and Predictor as the worker. Prints one JSON object per
+image per line; an image that cannot be used gets an ``error`` field and the
+exit status is 1.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+BATCH_SIZE = 32
+
+
+def _configure_runtime():
+    repo = Path(__file__).resolve().parent.parent
+    os.environ.setdefault("KERAS_HOME", str(repo / "var" / "keras"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def predict(args) -> int:
+    _configure_runtime()
+    from training.preprocessing import ImageError, load_for_model
+
+    from .runtime import ModelFileError, Predictor, sha256_of, shipped_model_dir
+
+    model_dir = Path(args.model) if args.model else shipped_model_dir()
+    if model_dir.is_file():
+        model_dir = model_dir.parent
+    try:
+        predictor = Predictor.from_dir(model_dir)
+    except (ModelFileError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model_file = model_dir / predictor.metadata.get("file", "model.keras")
+    common = {"model_version": predictor.version_label, "model_sha256": sha256_of(model_file)}
+
+    failures = 0
+    for start in range(0, len(args.images), BATCH_SIZE):
+        chunk = args.images[start : start + BATCH_SIZE]
+        good, arrays = [], []
+        for path in chunk:
+            try:
+                arrays.append(load_for_model(path, predictor.input_size))
+                good.append(path)
+            except (ImageError, OSError) as exc:
+                failures += 1
+                print(json.dumps({"file": path, "error": str(exc), **common}), flush=True)
+        if not good:
+            continue
+        for path, result in zip(good, predictor.predict_arrays(arrays), strict=True):
+            row = {
+                "file": path,
+                "label": result.label,
+                "probability_malignant": round(result.probability_malignant, 6),
+                "confidence": round(result.confidence, 6),
+                **common,
+            }
+            print(json.dumps(row), flush=True)
+    return 1 if failures else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m inference", description=__doc__.split("\n\n")[1])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="classify images; one JSON line per image")
+    p.add_argument("--model", help="model folder (with model.json) or model file; default: the shipped active model")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    args = parser.parse_args(argv)
+    return predict(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

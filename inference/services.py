@@ -1,0 +1,234 @@
+"""Writes of the inference app: requesting, running and re-queuing predictions,
+and registering model versions.
+
+``request_prediction`` is the one door through which cases/ asks for
+inference. The task module stays thin and calls ``run_prediction``.
+"""
+
+import json
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from training.preprocessing import ImageError
+
+from .models import ModelVersion, Prediction
+from .runtime import METADATA_FILE, ModelFileError, Predictor, sha256_of, validate_metadata
+
+logger = logging.getLogger(__name__)
+
+
+MAX_ATTEMPTS = 6
+
+
+class TransientError(Exception):
+    """Worth retrying: storage or database briefly unavailable."""
+
+
+def request_prediction(image, *, model_version=None):
+    """Create the pending Prediction for ``image`` and queue it once the transaction commits.
+
+    Idempotent: asking twice for the same (image, model version) returns the
+    existing row and queues nothing new unless it is still unfinished. With
+    no active model the image waits; registering and activating a model and
+    running the sweeper picks it up.
+    """
+    from .tasks import run_prediction_task
+
+    model_version = model_version or ModelVersion.objects.active()
+    if model_version is None:
+        logger.warning("No active model: image %s waits for one", image.pk)
+        return None
+    prediction, created = Prediction.objects.get_or_create(image=image, model_version=model_version)
+    if created or prediction.status in (Prediction.Status.PENDING, Prediction.Status.RUNNING):
+        # delay_on_commit: a rolled-back upload never reaches a worker, and a
+        # worker never looks for a row that is not committed yet.
+        run_prediction_task.delay_on_commit(str(prediction.pk))
+    return prediction
+
+
+def run_prediction(prediction_id) -> Prediction | None:
+    """Compute and store one prediction. Safe to run any number of times.
+
+    A succeeded or failed prediction is left as it is. An unreadable image
+    marks the prediction failed with the reason; storage and database hiccups
+    raise TransientError for the task to retry.
+    """
+    from .worker_cache import get_predictor
+
+    with transaction.atomic():
+        prediction = (
+            Prediction.objects.select_for_update()
+            .select_related("image", "model_version")
+            .filter(pk=prediction_id)
+            .first()
+        )
+        if prediction is None:
+            logger.warning("Prediction %s no longer exists", prediction_id)
+            return None
+        if prediction.status in (Prediction.Status.SUCCEEDED, Prediction.Status.FAILED):
+            return prediction
+        if prediction.attempts >= MAX_ATTEMPTS:
+            # Each attempt was cut short (a worker killed at the hard time
+            # limit, or lost): stop the message from cycling forever.
+            return _finish_failed(prediction, f"Abandoned after {prediction.attempts} interrupted attempts.")
+        prediction.status = Prediction.Status.RUNNING
+        prediction.started_at = timezone.now()
+        prediction.attempts = F("attempts") + 1
+        prediction.save(update_fields=["status", "started_at", "attempts"])
+        prediction.refresh_from_db(fields=["attempts"])
+
+    try:
+        with prediction.image.image.open("rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return _finish_failed(prediction, "The image file is missing from storage.")
+    except OSError as exc:
+        raise TransientError(f"cannot read image from storage: {exc}") from exc
+
+    predictor = get_predictor(prediction.model_version)
+    try:
+        result = predictor.predict_source(data)
+    except ImageError as exc:
+        return _finish_failed(prediction, f"The image cannot be analysed: {exc}.")
+
+    updated = Prediction.objects.filter(pk=prediction.pk).exclude(
+        status__in=[Prediction.Status.SUCCEEDED, Prediction.Status.FAILED]
+    ).update(
+        status=Prediction.Status.SUCCEEDED,
+        probability_malignant=result.probability_malignant,
+        label=result.label,
+        confidence=result.confidence,
+        error="",
+        finished_at=timezone.now(),
+        preprocess_ms=result.preprocess_ms,
+        inference_ms=result.inference_ms,
+    )
+    if updated:
+        logger.info("Prediction %s: %s p=%.3f", prediction.pk, result.label, result.probability_malignant)
+    prediction.refresh_from_db()
+    return prediction
+
+
+def _finish_failed(prediction, reason: str) -> Prediction:
+    Prediction.objects.filter(pk=prediction.pk).exclude(status=Prediction.Status.SUCCEEDED).update(
+        status=Prediction.Status.FAILED, error=reason, finished_at=timezone.now()
+    )
+    logger.warning("Prediction %s failed: %s", prediction.pk, reason)
+    prediction.refresh_from_db()
+    return prediction
+
+
+def mark_failed(prediction_id, reason: str) -> None:
+    """Give up on a prediction (retries exhausted, time limit hit)."""
+    prediction = Prediction.objects.filter(pk=prediction_id).first()
+    if prediction is not None:
+        _finish_failed(prediction, reason)
+
+
+def requeue_stale_predictions(*, older_than: timedelta) -> int:
+    """Queue again every prediction left pending/running for longer than ``older_than``.
+
+    Also gives images that arrived while no model was active a prediction by
+    the active one. Returns how many were queued.
+    """
+    from cases.models import LesionImage
+
+    from .tasks import run_prediction_task
+
+    count = 0
+    for prediction in Prediction.objects.stale(older_than=older_than).only("pk"):
+        with transaction.atomic():
+            Prediction.objects.filter(pk=prediction.pk).update(
+                status=Prediction.Status.PENDING, queued_at=timezone.now()
+            )
+            run_prediction_task.delay_on_commit(str(prediction.pk))
+        count += 1
+    active = ModelVersion.objects.active()
+    if active is not None:
+        cutoff = timezone.now() - older_than
+        orphans = LesionImage.objects.filter(predictions__isnull=True, uploaded_at__lt=cutoff)
+        for image in orphans:
+            with transaction.atomic():
+                request_prediction(image, model_version=active)
+            count += 1
+    if count:
+        logger.warning("Re-queued %d stale predictions", count)
+    return count
+
+
+def register_model_version(*, model_dir, activate=False, user=None) -> tuple[ModelVersion, bool]:
+    """Register the model in ``model_dir`` (model.json + model file).
+
+    Loads it once to prove it works and that its input shape matches its
+    metadata. Idempotent: the same name, version and file return the
+    existing row. Raises ValidationError with a readable reason.
+    """
+    model_dir = Path(model_dir)
+    try:
+        metadata = json.loads((model_dir / METADATA_FILE).read_text())
+        validate_metadata(metadata)
+    except FileNotFoundError:
+        raise ValidationError(f"{model_dir / METADATA_FILE} not found.") from None
+    except (json.JSONDecodeError, ModelFileError) as exc:
+        raise ValidationError(f"Invalid model metadata: {exc}") from None
+    model_path = model_dir / metadata.get("file", "model.keras")
+    if not model_path.is_file():
+        raise ValidationError(f"{model_path} not found.")
+    digest = sha256_of(model_path)
+
+    existing = ModelVersion.objects.filter(name=metadata["name"], version=str(metadata["version"])).first()
+    if existing is not None:
+        if existing.sha256 != digest:
+            raise ValidationError(
+                f"{existing} is already registered with a different file; give the new model a new version."
+            )
+        if activate:
+            activate_model_version(existing)
+        return existing, False
+
+    try:
+        Predictor(model_path, metadata)
+    except ModelFileError as exc:
+        raise ValidationError(f"The model cannot be used: {exc}") from None
+
+    with transaction.atomic():
+        version = ModelVersion(
+            name=metadata["name"],
+            version=str(metadata["version"]),
+            sha256=digest,
+            input_size=metadata["input_size"],
+            preprocessing=metadata["preprocessing"],
+            threshold=float(metadata["threshold"]),
+            metrics=metadata.get("metrics", {}),
+            metadata=metadata,
+            registered_by=user,
+        )
+        with open(model_path, "rb") as fh:
+            version.file.save(f"{version.label}-{digest[:12]}.keras", File(fh), save=False)
+        version.save()
+    if activate:
+        activate_model_version(version)
+    return version, True
+
+
+def activate_model_version(version: ModelVersion) -> ModelVersion:
+    """Make ``version`` the one active model, atomically.
+
+    Locks every model row so that two simultaneous activations serialise;
+    the partial unique index guarantees at most one active even so.
+    """
+    with transaction.atomic():
+        list(ModelVersion.objects.select_for_update().order_by("pk"))
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
+    version.refresh_from_db()
+    logger.info("Activated model %s", version)
+    return version
+

@@ -1,0 +1,16 @@
+"""The Celery application shared by web (to queue) and worker (to run).
+
+Importing this module must stay cheap: the worker's parent process imports
+every task module before it forks its pool, so nothing here (or in a task
+module) may import TensorFlow or load a model. See inference/runtime.py.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "skincare.settings.dev")
+
+app = Celery("skincare")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

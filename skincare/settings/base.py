@@ -1,0 +1,202 @@
+"""Settings shared by every environment, read from the environment.
+
+With nothing set, skincare runs embedded: SQLite, a local private media
+folder and kombu's filesystem broker under ``var/``. Setting
+``DATABASE_URL``, ``CELERY_BROKER_URL`` and ``STORAGE_BACKEND=s3`` moves it
+onto PostgreSQL, Redis and S3-compatible storage with the same code.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+# Everything the embedded mode writes (database, media, broker spool, model
+# cache) lives under one folder that is easy to find and to delete.
+VAR_DIR = Path(env("SKINCARE_VAR_DIR", default=str(BASE_DIR / "var")))
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_celery_beat",
+    "cases",
+    "inference",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "skincare.urls"
+WSGI_APPLICATION = "skincare.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # The web server and the worker write to the same file: wait for the
+    # other's lock instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "cases:login"
+LOGIN_REDIRECT_URL = "cases:home"
+LOGOUT_REDIRECT_URL = "cases:login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+
+# Lesion images and model files are private: there is no MEDIA_URL route.
+# Image bytes are served only by views that check who is asking
+# (cases.views), and on S3 through short-lived presigned links.
+STORAGE_BACKEND = env("STORAGE_BACKEND", default="local")
+MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+if STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "region_name": env("AWS_S3_REGION_NAME", default=None),
+            "default_acl": "private",
+            "querystring_auth": True,
+            "querystring_expire": env.int("AWS_QUERYSTRING_EXPIRE", default=300),
+            "file_overwrite": False,
+        },
+    }
+elif STORAGE_BACKEND == "local":
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
+    }
+else:
+    raise ImproperlyConfigured(f"STORAGE_BACKEND must be 'local' or 's3', not {STORAGE_BACKEND!r}")
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# Uploads: anything larger than this is refused before it is decoded.
+SKINCARE_MAX_UPLOAD_BYTES = env.int("SKINCARE_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# Inference.
+# A prediction still pending (or running) after this many seconds is queued
+# again by the sweeper: its message was lost or its worker died.
+SKINCARE_STALE_PREDICTION_SECONDS = env.int("SKINCARE_STALE_PREDICTION_SECONDS", default=600)
+# Where a worker keeps verified local copies of model files from storage.
+SKINCARE_MODEL_CACHE_DIR = Path(env("SKINCARE_MODEL_CACHE_DIR", default=str(VAR_DIR / "model-cache")))
+SKINCARE_INFERENCE_SOFT_TIME_LIMIT = env.int("SKINCARE_INFERENCE_SOFT_TIME_LIMIT", default=120)
+SKINCARE_INFERENCE_TIME_LIMIT = env.int("SKINCARE_INFERENCE_TIME_LIMIT", default=150)
+# Files in storage with no row (an upload whose transaction rolled back) are
+# deleted by the orphan sweeper once older than this.
+SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3600)
+
+# Celery. Without CELERY_BROKER_URL the broker is a spool folder (kombu's
+# filesystem transport): no server, but still a separate worker process.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _spool = VAR_DIR / "broker"
+    for _folder in ("queue", "processed"):
+        (_spool / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_spool / "queue"),
+        "data_folder_out": str(_spool / "queue"),
+        "processed_folder": str(_spool / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True  # results live in Prediction rows, not a backend
+# A task is acknowledged only after it finished, and re-delivered if its
+# worker process died mid-way; one message at a time so a long inference
+# never holds a second image hostage behind it.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Inference gets its own queue so that short housekeeping tasks never wait
+# behind a backlog of images (and workers can be scaled per queue).
+CELERY_TASK_ROUTES = {"inference.tasks.run_prediction_task": {"queue": "inference"}}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-predictions": {
+        "task": "inference.tasks.requeue_stale_predictions_task",
+        "schedule": 300.0,
+    },
+    "delete-orphan-image-files": {
+        "task": "cases.tasks.delete_orphan_image_files_task",
+        "schedule": 3600.0,
+    },
+}
+CELERY_TIMEZONE = TIME_ZONE
+
+# Keep Keras from writing to ~/.keras and TensorFlow from chattering. These
+# must be in the environment before TensorFlow is first imported (lazily, in
+# a worker's pool process), so settings put them there.
+os.environ.setdefault("KERAS_HOME", str(VAR_DIR / "keras"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}

@@ -1,0 +1,7 @@
+"""Local development and the Quickstart demo: embedded services by default."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-not-secret-f3a9c2e1b7d54e0f8a6b")

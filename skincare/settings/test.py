@@ -1,0 +1,23 @@
+"""The test suite: always real PostgreSQL and Redis (never SQLite or a fake broker)."""
+
+from .base import *  # noqa: F403
+from .base import VAR_DIR, env
+
+SECRET_KEY = "test-only-not-secret"
+DEBUG = False
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/skincare"),
+}
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/14")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+MEDIA_ROOT = VAR_DIR / "test-media"
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+SKINCARE_MODEL_CACHE_DIR = VAR_DIR / "test-model-cache"
+# Hashing passwords slowly buys nothing in tests.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

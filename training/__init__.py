@@ -1,0 +1,4 @@
+"""Model training for skincare: data, model, cross-validation, export.
+
+Plain Python and TensorFlow; this package never imports Django.
+"""

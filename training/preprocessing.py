@@ -1,0 +1,110 @@
+"""The one image-to-tensor path shared by training, the worker and the CLI.
+
+Nothing here imports TensorFlow or Django: the worker's parent process and the
+web process may import this module without paying for (or forking) a model
+runtime. Any change to what a pixel looks like before it reaches the network
+must happen here, and must bump ``PREPROCESSING_ID`` so that a model file
+records which path it was trained with.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# The training images are whole dermoscopy images (often 4:3) squashed to a
+# square without cropping, so a new image is framed the same way: the full
+# field of view resized to a square. Cropping would show the model a tighter
+# field of view than it ever saw in training.
+PREPROCESSING_ID = "square-resize-v1"
+
+# Refuse images whose pixel count could exhaust a worker's memory when
+# decoded (decompression bombs): 60 MP covers any dermatoscope or phone.
+MAX_PIXELS = 60_000_000
+MIN_SIDE = 32
+
+
+class ImageError(ValueError):
+    """The input cannot be turned into a model input; the message says why."""
+
+
+def open_image(source: str | os.PathLike | bytes | BinaryIO) -> Image.Image:
+    """Decode ``source`` fully into an RGB image, refusing anything unusable.
+
+    Accepts a path, raw bytes or a binary file object. Applies the EXIF
+    orientation (phones store portrait photos sideways), flattens alpha onto
+    black (the colour of a dermoscope's vignette), and brings palette,
+    grayscale, CMYK and 16-bit images to 8-bit RGB.
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    try:
+        with Image.open(source) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageError(
+                    f"image is {img.width}x{img.height} pixels; "
+                    f"at most {MAX_PIXELS // 1_000_000} megapixels are accepted"
+                )
+            if min(img.size) < MIN_SIDE:
+                raise ImageError(
+                    f"image is {img.width}x{img.height} pixels; "
+                    f"each side must be at least {MIN_SIDE}"
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except (ImageError, FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError("the image has too many pixels to decode safely") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("not a readable image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncated or corrupt data as OSError/SyntaxError.
+        raise ImageError(f"the image data is damaged or truncated: {exc}") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = arr.max() if arr.size else 0
+        scale = 255.0 / peak if peak > 255 else 1.0
+        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, rgba)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def frame(img: Image.Image, size: int) -> np.ndarray:
+    """Resize the whole image to ``size`` x ``size``; uint8 array (H, W, 3)."""
+    resized = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def load_for_model(source: str | os.PathLike | bytes | BinaryIO, size: int) -> np.ndarray:
+    """The whole path: decode, normalise the mode, frame. uint8 (size, size, 3).
+
+    Models take 0..255 pixel values and rescale inside the network, so the
+    model file carries its own normalisation.
+    """
+    return frame(open_image(source), size)
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in {".jpg", ".jpeg", ".png"}
