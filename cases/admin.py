@@ -68,8 +68,7 @@ class LesionImageAdmin(admin.ModelAdmin):
     date_hierarchy = "uploaded_at"
     search_fields = ["sha256", "lesion__patient__medical_record_number"]
     autocomplete_fields = ["lesion"]
-    readonly_fields = ["image", "image_format", "sha256", "width", "height", "byte_size", "uploaded_by",
-                       "uploaded_at"]
+    readonly_fields = ["image", "image_format", "sha256", "width", "height", "byte_size", "uploaded_by", "uploaded_at"]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:

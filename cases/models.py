@@ -17,9 +17,7 @@ class Clinic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="Membership", related_name="clinics"
-    )
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="clinics")
 
     class Meta:
         ordering = ["name"]
@@ -35,9 +33,7 @@ class Membership(models.Model):
         CLINICIAN = "clinician", "Clinician"
         CLINIC_ADMIN = "clinic_admin", "Clinic administrator"
 
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     clinic = models.ForeignKey(Clinic, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.CLINICIAN)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -73,18 +69,14 @@ class Patient(models.Model):
     family_name = models.CharField(max_length=150)
     date_of_birth = models.DateField()
     sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
-    fitzpatrick_skin_type = models.PositiveSmallIntegerField(
-        choices=Fitzpatrick.choices, null=True, blank=True
-    )
+    fitzpatrick_skin_type = models.PositiveSmallIntegerField(choices=Fitzpatrick.choices, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["family_name", "given_name"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["clinic", "medical_record_number"], name="unique_mrn_per_clinic"
-            ),
+            models.UniqueConstraint(fields=["clinic", "medical_record_number"], name="unique_mrn_per_clinic"),
         ]
 
     def __str__(self):
@@ -137,9 +129,7 @@ class LesionImage(models.Model):
     image_format = models.CharField(max_length=10, editable=False)
     modality = models.CharField(max_length=20, choices=Modality.choices)
     captured_at = models.DateTimeField()
-    uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="uploaded_images"
-    )
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="uploaded_images")
     uploaded_at = models.DateTimeField(default=timezone.now, editable=False)
     sha256 = models.CharField(max_length=64, editable=False)
     width = models.PositiveIntegerField(editable=False)
@@ -195,16 +185,12 @@ class Review(models.Model):
         blank=True,
         related_name="reviews",
     )
-    reviewer = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
-    )
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     verdict = models.CharField(max_length=10, choices=Verdict.choices)
     final_diagnosis = models.CharField(max_length=30, choices=Diagnosis.choices)
     biopsy_requested = models.BooleanField(default=False)
-    histopathology_result = models.CharField(
-        max_length=20, choices=Histopathology.choices, blank=True, default=""
-    )
+    histopathology_result = models.CharField(max_length=20, choices=Histopathology.choices, blank=True, default="")
     notes = models.TextField(blank=True)
 
     class Meta:

@@ -31,8 +31,17 @@ def _require_member(user, clinic):
         raise PermissionDenied("You are not a member of this patient's clinic.")
 
 
-def create_patient(*, user, clinic, medical_record_number, given_name, family_name,
-                   date_of_birth, sex=Patient.Sex.UNKNOWN, fitzpatrick_skin_type=None) -> Patient:
+def create_patient(
+    *,
+    user,
+    clinic,
+    medical_record_number,
+    given_name,
+    family_name,
+    date_of_birth,
+    sex=Patient.Sex.UNKNOWN,
+    fitzpatrick_skin_type=None,
+) -> Patient:
     _require_member(user, clinic)
     if date_of_birth > timezone.localdate():
         raise ValidationError({"date_of_birth": "The date of birth is in the future."})
@@ -106,15 +115,16 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
     return image
 
 
-def add_review(*, reviewer, image, verdict, final_diagnosis, biopsy_requested=False,
-               histopathology_result="", notes="") -> Review:
+def add_review(
+    *, reviewer, image, verdict, final_diagnosis, biopsy_requested=False, histopathology_result="", notes=""
+) -> Review:
     """Append a review of ``image``; earlier reviews are never changed."""
     _require_member(reviewer, image.lesion.patient.clinic)
     from inference.models import Prediction
 
     review = Review(
         image=image,
-        prediction=Prediction.objects.filter(image=image).order_by("-created_at").first(),
+        prediction=Prediction.objects.filter(image=image).order_by("-queued_at").first(),
         reviewer=reviewer,
         verdict=verdict,
         final_diagnosis=final_diagnosis,

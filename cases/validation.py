@@ -51,15 +51,11 @@ def inspect_image(data: bytes) -> ImageInfo:
         with Image.open(BytesIO(data)) as probe:
             image_format = probe.format
     except Image.DecompressionBombError:
-        raise ValidationError(
-            "The image has too many pixels to be processed safely.", code="too_many_pixels"
-        ) from None
+        raise ValidationError("The image has too many pixels to be processed safely.", code="too_many_pixels") from None
     except Exception:
         image_format = None
     if image_format not in ACCEPTED_FORMATS:
-        raise ValidationError(
-            "The file is not a JPEG or PNG image.", code="unsupported_format"
-        )
+        raise ValidationError("The file is not a JPEG or PNG image.", code="unsupported_format")
     try:
         img = open_image(data)
     except ImageError as exc:

@@ -41,24 +41,25 @@ def predict(args) -> int:
     failures = 0
     for start in range(0, len(args.images), BATCH_SIZE):
         chunk = args.images[start : start + BATCH_SIZE]
-        good, arrays = [], []
+        rows, arrays = [], []
         for path in chunk:
             try:
                 arrays.append(load_for_model(path, predictor.input_size))
-                good.append(path)
+                rows.append(None)
             except (ImageError, OSError) as exc:
                 failures += 1
-                print(json.dumps({"file": path, "error": str(exc), **common}), flush=True)
-        if not good:
-            continue
-        for path, result in zip(good, predictor.predict_arrays(arrays), strict=True):
-            row = {
-                "file": path,
-                "label": result.label,
-                "probability_malignant": round(result.probability_malignant, 6),
-                "confidence": round(result.confidence, 6),
-                **common,
-            }
+                rows.append({"file": path, "error": str(exc), **common})
+        results = iter(predictor.predict_arrays(arrays) if arrays else [])
+        for path, row in zip(chunk, rows, strict=True):  # in the order given
+            if row is None:
+                result = next(results)
+                row = {
+                    "file": path,
+                    "label": result.label,
+                    "probability_malignant": round(result.probability_malignant, 6),
+                    "confidence": round(result.confidence, 6),
+                    **common,
+                }
             print(json.dumps(row), flush=True)
     return 1 if failures else 0
 

@@ -33,9 +33,7 @@ class ModelVersion(models.Model):
     is_active = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     activated_at = models.DateTimeField(null=True, blank=True)
-    registered_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
-    )
+    registered_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
 
     objects = ModelVersionQuerySet.as_manager()
 
@@ -44,9 +42,7 @@ class ModelVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="unique_model_name_version"),
             # At most one model is live at any moment, enforced by the database.
-            models.UniqueConstraint(
-                fields=["is_active"], condition=Q(is_active=True), name="at_most_one_active_model"
-            ),
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="at_most_one_active_model"),
         ]
 
     def __str__(self):
@@ -83,12 +79,8 @@ class Prediction(models.Model):
         UNCERTAIN = "uncertain", "Uncertain — needs specialist review"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    image = models.ForeignKey(
-        "cases.LesionImage", on_delete=models.PROTECT, related_name="predictions"
-    )
-    model_version = models.ForeignKey(
-        ModelVersion, on_delete=models.PROTECT, related_name="predictions"
-    )
+    image = models.ForeignKey("cases.LesionImage", on_delete=models.PROTECT, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     probability_malignant = models.FloatField(null=True, blank=True)
     label = models.CharField(max_length=10, choices=Label.choices, blank=True)
@@ -106,9 +98,7 @@ class Prediction(models.Model):
     class Meta:
         ordering = ["-queued_at"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["image", "model_version"], name="one_prediction_per_image_and_model"
-            ),
+            models.UniqueConstraint(fields=["image", "model_version"], name="one_prediction_per_image_and_model"),
         ]
         indexes = [models.Index(fields=["status", "queued_at"])]
 

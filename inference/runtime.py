@@ -66,8 +66,7 @@ def validate_metadata(metadata: dict) -> None:
         # A model trained with other preprocessing would be fed images it
         # never learned from: refuse rather than predict quietly wrong.
         raise ModelFileError(
-            f"model expects preprocessing {metadata['preprocessing']!r}, "
-            f"this code provides {PREPROCESSING_ID!r}"
+            f"model expects preprocessing {metadata['preprocessing']!r}, this code provides {PREPROCESSING_ID!r}"
         )
     size = metadata["input_size"]
     if not isinstance(size, int) or not 16 <= size <= 1024:

@@ -98,17 +98,19 @@ def run_prediction(prediction_id) -> Prediction | None:
     except ImageError as exc:
         return _finish_failed(prediction, f"The image cannot be analysed: {exc}.")
 
-    updated = Prediction.objects.filter(pk=prediction.pk).exclude(
-        status__in=[Prediction.Status.SUCCEEDED, Prediction.Status.FAILED]
-    ).update(
-        status=Prediction.Status.SUCCEEDED,
-        probability_malignant=result.probability_malignant,
-        label=result.label,
-        confidence=result.confidence,
-        error="",
-        finished_at=timezone.now(),
-        preprocess_ms=result.preprocess_ms,
-        inference_ms=result.inference_ms,
+    updated = (
+        Prediction.objects.filter(pk=prediction.pk)
+        .exclude(status__in=[Prediction.Status.SUCCEEDED, Prediction.Status.FAILED])
+        .update(
+            status=Prediction.Status.SUCCEEDED,
+            probability_malignant=result.probability_malignant,
+            label=result.label,
+            confidence=result.confidence,
+            error="",
+            finished_at=timezone.now(),
+            preprocess_ms=result.preprocess_ms,
+            inference_ms=result.inference_ms,
+        )
     )
     if updated:
         logger.info("Prediction %s: %s p=%.3f", prediction.pk, result.label, result.probability_malignant)
@@ -231,4 +233,3 @@ def activate_model_version(version: ModelVersion) -> ModelVersion:
     version.refresh_from_db()
     logger.info("Activated model %s", version)
     return version
-

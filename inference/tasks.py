@@ -42,6 +42,4 @@ def run_prediction_task(self, prediction_id):
 
 @shared_task(soft_time_limit=120, time_limit=180)
 def requeue_stale_predictions_task():
-    services.requeue_stale_predictions(
-        older_than=timedelta(seconds=settings.SKINCARE_STALE_PREDICTION_SECONDS)
-    )
+    services.requeue_stale_predictions(older_than=timedelta(seconds=settings.SKINCARE_STALE_PREDICTION_SECONDS))

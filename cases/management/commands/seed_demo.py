@@ -25,8 +25,12 @@ PATIENTS = [
     ("MRN-0003", "Grace", "Hopper", datetime.date(1946, 12, 9), "female", 3),
     ("MRN-0004", "Kwame", "Mensah", datetime.date(1979, 3, 14), "male", 5),
 ]
-SITES = [AnatomicalSite.POSTERIOR_TORSO, AnatomicalSite.LOWER_EXTREMITY, AnatomicalSite.HEAD_NECK,
-         AnatomicalSite.UPPER_EXTREMITY]
+SITES = [
+    AnatomicalSite.POSTERIOR_TORSO,
+    AnatomicalSite.LOWER_EXTREMITY,
+    AnatomicalSite.HEAD_NECK,
+    AnatomicalSite.UPPER_EXTREMITY,
+]
 
 
 class Command(BaseCommand):
@@ -64,19 +68,29 @@ class Command(BaseCommand):
             if patient is not None:
                 continue
             patient = services.create_patient(
-                user=uploader, clinic=clinic, medical_record_number=mrn, given_name=given,
-                family_name=family, date_of_birth=dob, sex=sex, fitzpatrick_skin_type=fitz,
+                user=uploader,
+                clinic=clinic,
+                medical_record_number=mrn,
+                given_name=given,
+                family_name=family,
+                date_of_birth=dob,
+                sex=sex,
+                fitzpatrick_skin_type=fitz,
             )
             for lesion_no in range(2):
                 lesion = services.create_lesion(
-                    user=uploader, patient=patient, anatomical_site=SITES[(index + lesion_no) % len(SITES)],
+                    user=uploader,
+                    patient=patient,
+                    anatomical_site=SITES[(index + lesion_no) % len(SITES)],
                     description=f"Pigmented lesion #{lesion_no + 1}",
                 )
                 for visit in range(2):
                     path = images.pop()
                     with path.open("rb") as fh:
                         services.add_lesion_image(
-                            uploader=uploader, lesion=lesion, file=fh,
+                            uploader=uploader,
+                            lesion=lesion,
+                            file=fh,
                             modality="dermoscopic",
                             captured_at=now - datetime.timedelta(days=180 * (1 - visit) + index),
                         )

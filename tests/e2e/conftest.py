@@ -1,0 +1,121 @@
+"""A real Celery worker process against the test PostgreSQL database and Redis."""
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+REPO = Path(__file__).resolve().parents[2]
+QUEUES = "inference,default"
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    log: Path
+    media: Path
+
+    def output(self):
+        return self.log.read_text(errors="replace")
+
+
+def _database_url(settings_dict):
+    user = settings_dict.get("USER") or ""
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="module")
+def broker():
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.flushdb()  # no stale messages from an earlier run
+    return client
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory, broker):
+    from django.db import connection
+
+    media = tmp_path_factory.mktemp("e2e-media")
+    log = tmp_path_factory.mktemp("e2e-worker") / "worker.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "skincare.settings.test",
+        "DATABASE_URL": _database_url(connection.settings_dict),  # the test database
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "MEDIA_ROOT": str(media),
+        "SKINCARE_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("e2e-model-cache")),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "skincare",
+        "worker",
+        "-Q",
+        QUEUES,
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--hostname",
+        "e2e@%h",
+    ]
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    started = Worker(process, log, media)
+    deadline = time.monotonic() + 90
+    while " ready." not in started.output():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"worker did not start:\n{started.output()}")
+        time.sleep(0.2)
+    yield started
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(autouse=True)
+def _media_shared_with_worker(request, settings):
+    """Store files where the worker reads them (overrides the per-test folder)."""
+    if "worker" not in request.fixturenames:
+        return
+    media = request.getfixturevalue("worker").media
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": media, "base_url": None},
+        },
+    }
+    settings.MEDIA_ROOT = media
+
+
+def wait_for(condition, *, timeout=120.0, interval=0.1, worker=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if worker is not None and worker.process.poll() is not None:
+            pytest.fail(f"worker died:\n{worker.output()}")
+        time.sleep(interval)
+    pytest.fail("timed out" + (f"; worker log:\n{worker.output()[-4000:]}" if worker else ""))

@@ -1,0 +1,177 @@
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cases import services as case_services
+from inference import services
+from inference.models import ModelVersion, Prediction
+from tests.conftest import edit_metadata
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def image(owner, lesion, jpeg_bytes, active_model):
+    return case_services.add_lesion_image(
+        uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes), modality="dermoscopic"
+    )
+
+
+@pytest.fixture
+def prediction(image):
+    return Prediction.objects.get(image=image)
+
+
+class TestRunPrediction:
+    def test_it_stores_label_probability_confidence_and_timings(self, prediction, active_model):
+        result = services.run_prediction(prediction.pk)
+
+        assert result.status == Prediction.Status.SUCCEEDED
+        assert 0.0 <= result.probability_malignant <= 1.0
+        expected = "malignant" if result.probability_malignant >= active_model.threshold else "benign"
+        assert result.label == expected
+        assert result.confidence == pytest.approx(max(result.probability_malignant, 1 - result.probability_malignant))
+        assert result.model_version == active_model
+        assert result.attempts == 1
+        assert result.inference_ms > 0 and result.preprocess_ms > 0
+        assert result.started_at <= result.finished_at
+
+    def test_running_it_twice_changes_nothing(self, prediction):
+        first = services.run_prediction(prediction.pk)
+        second = services.run_prediction(prediction.pk)
+        assert Prediction.objects.filter(image=prediction.image).count() == 1
+        assert (second.probability_malignant, second.finished_at, second.attempts) == (
+            first.probability_malignant,
+            first.finished_at,
+            first.attempts,
+        )
+
+    def test_a_corrupt_stored_image_fails_with_a_reason(self, prediction):
+        path = prediction.image.image.path
+        with open(path, "r+b") as fh:
+            fh.truncate(200)
+        result = services.run_prediction(prediction.pk)
+        assert result.status == Prediction.Status.FAILED
+        assert "cannot be analysed" in result.error
+
+    def test_a_missing_file_fails_with_a_reason(self, prediction):
+        prediction.image.image.storage.delete(prediction.image.image.name)
+        result = services.run_prediction(prediction.pk)
+        assert result.status == Prediction.Status.FAILED
+        assert "missing" in result.error
+
+    def test_a_deleted_prediction_is_ignored(self):
+        import uuid
+
+        assert services.run_prediction(uuid.uuid4()) is None
+
+    def test_repeatedly_interrupted_work_is_abandoned(self, prediction):
+        Prediction.objects.filter(pk=prediction.pk).update(attempts=services.MAX_ATTEMPTS)
+        result = services.run_prediction(prediction.pk)
+        assert result.status == Prediction.Status.FAILED
+        assert "interrupted" in result.error
+
+
+class TestRequestPrediction:
+    def test_asking_twice_keeps_one_row(self, image, active_model):
+        again = services.request_prediction(image)
+        assert Prediction.objects.filter(image=image).count() == 1
+        assert again.model_version == active_model
+
+
+class TestRequeueStale:
+    def test_it_requeues_old_pending_and_running_but_not_fresh_or_finished(
+        self, image, mocker_delay, django_capture_on_commit_callbacks
+    ):
+        old = timezone.now() - timedelta(hours=2)
+        stale = Prediction.objects.get(image=image)
+        Prediction.objects.filter(pk=stale.pk).update(queued_at=old)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert services.requeue_stale_predictions(older_than=timedelta(hours=1)) == 1
+        assert mocker_delay == [(str(stale.pk),)]
+
+        Prediction.objects.filter(pk=stale.pk).update(status="succeeded", queued_at=old)
+        assert services.requeue_stale_predictions(older_than=timedelta(hours=1)) == 0
+
+        Prediction.objects.filter(pk=stale.pk).update(status="running", started_at=old)
+        assert services.requeue_stale_predictions(older_than=timedelta(hours=1)) == 1
+        assert Prediction.objects.get(pk=stale.pk).status == Prediction.Status.PENDING
+
+    def test_images_that_arrived_without_a_model_get_a_prediction(self, owner, lesion, jpeg_bytes, model_dir):
+        image = case_services.add_lesion_image(
+            uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes), modality="dermoscopic"
+        )
+        assert not image.predictions.exists()
+        services.register_model_version(model_dir=model_dir, activate=True)
+        assert services.requeue_stale_predictions(older_than=timedelta(0)) == 1
+        assert image.predictions.get().status == Prediction.Status.PENDING
+
+    def test_the_management_command_reports_the_count(self, image, capsys):
+        Prediction.objects.update(queued_at=timezone.now() - timedelta(days=1))
+        call_command("requeue_stale_predictions", "--older-than", "60")
+        assert "Re-queued 1" in capsys.readouterr().out
+
+
+class TestRegisterModel:
+    def test_it_registers_verifies_and_activates_the_shipped_model(self, model_dir):
+        version, created = services.register_model_version(model_dir=model_dir, activate=True)
+        assert created and version.is_active
+        assert len(version.sha256) == 64
+        assert version.file.read()[:2] == b"PK"  # a .keras archive, copied into storage
+
+    def test_registering_again_is_a_no_op(self, model_dir):
+        first, _ = services.register_model_version(model_dir=model_dir)
+        second, created = services.register_model_version(model_dir=model_dir)
+        assert not created and first == second
+        assert ModelVersion.objects.count() == 1
+
+    def test_activation_leaves_exactly_one_active(self, model_dir, model_copy):
+        old, _ = services.register_model_version(model_dir=model_dir, activate=True)
+        edit_metadata(model_copy, version="next")
+        new, _ = services.register_model_version(model_dir=model_copy, activate=True)
+        old.refresh_from_db()
+        assert (old.is_active, new.is_active) == (False, True)
+        assert ModelVersion.objects.active() == new
+
+    def test_the_database_refuses_two_active_models(self, model_dir, model_copy):
+        services.register_model_version(model_dir=model_dir, activate=True)
+        edit_metadata(model_copy, version="next")
+        new, _ = services.register_model_version(model_dir=model_copy)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ModelVersion.objects.filter(pk=new.pk).update(is_active=True)
+
+    def test_a_changed_file_under_the_same_version_is_refused(self, model_dir, model_copy):
+        services.register_model_version(model_dir=model_dir)
+        with open(model_copy / "model.keras", "ab") as fh:
+            fh.write(b"\0")
+        with pytest.raises(ValidationError, match="different file"):
+            services.register_model_version(model_dir=model_copy)
+
+    @pytest.mark.parametrize(
+        "damage, message",
+        [
+            (lambda d: (d / "model.keras").write_bytes(b"junk"), "cannot be used"),
+            (lambda d: edit_metadata(d, input_size=17), "input shape"),
+            (lambda d: (d / "model.json").write_text("{"), "Invalid model metadata"),
+            (lambda d: (d / "model.json").unlink(), "not found"),
+        ],
+        ids=["corrupt-file", "wrong-shape", "bad-json", "no-metadata"],
+    )
+    def test_a_bad_model_is_refused_and_the_active_one_stays(self, model_dir, model_copy, damage, message):
+        active, _ = services.register_model_version(model_dir=model_dir, activate=True)
+        edit_metadata(model_copy, version="broken")
+        damage(model_copy)
+        with pytest.raises(ValidationError, match=message):
+            services.register_model_version(model_dir=model_copy, activate=True)
+        assert ModelVersion.objects.active() == active
+        assert ModelVersion.objects.count() == 1
+
+    def test_the_management_command_registers_the_shipped_model(self, capsys):
+        call_command("register_model", "--activate")
+        assert "(active)" in capsys.readouterr().out
+        assert ModelVersion.objects.active() is not None

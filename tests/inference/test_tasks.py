@@ -1,0 +1,56 @@
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cases import services as case_services
+from inference import services
+from inference.models import Prediction
+from inference.tasks import MAX_RETRIES, run_prediction_task
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_worker_parent_never_imports_tensorflow():
+    # The prefork pool forks after importing every task module; TensorFlow
+    # imported before that fork deadlocks the children.
+    code = (
+        "import os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'skincare.settings.test';"
+        "import django; django.setup();"
+        "from skincare.celery import app; app.loader.import_default_modules();"
+        "assert 'inference.tasks.run_prediction_task' in app.tasks;"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.django_db
+def test_transient_errors_are_retried_then_the_prediction_fails_readably(
+    owner, lesion, jpeg_bytes, active_model, monkeypatch
+):
+    image = case_services.add_lesion_image(
+        uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes), modality="dermoscopic"
+    )
+    prediction = Prediction.objects.get(image=image)
+    calls = []
+
+    def flaky(prediction_id):
+        calls.append(prediction_id)
+        raise services.TransientError("storage unavailable")
+
+    monkeypatch.setattr(services, "run_prediction", flaky)
+    run_prediction_task.apply(args=[str(prediction.pk)])  # eager: retries run inline
+
+    assert len(calls) == MAX_RETRIES + 1
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.FAILED
+    assert "storage unavailable" in prediction.error
+
+
+def test_the_task_is_bounded_and_acknowledged_late():
+    assert run_prediction_task.acks_late and run_prediction_task.reject_on_worker_lost
+    assert 0 < run_prediction_task.soft_time_limit < run_prediction_task.time_limit
