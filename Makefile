@@ -1,0 +1,42 @@
+# One command per habit. `make demo` and `make test` are the README's Quickstart.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench lock services clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Re-install only when a requirements file changed.
+$(VENV)/.installed-ml: requirements/base.txt requirements/ml.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements/ml.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements/base.txt requirements/ml.txt requirements/dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $@ $(VENV)/.installed-ml
+
+demo: $(VENV)/.installed-ml  ## set up and run web + worker with demo data and the shipped model
+	scripts/demo.sh
+
+test: $(VENV)/.installed-dev services  ## set up and run the whole test suite (PostgreSQL + Redis)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+services:  ## start PostgreSQL and Redis if installed but not running
+	scripts/services.sh
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DJANGO_SETTINGS_MODULE=skincare.settings.test $(PY) manage.py makemigrations --check --dry-run
+
+bench: $(VENV)/.installed-dev services
+	$(PY) bench/prediction_latency.py
+
+lock: $(VENV)/.installed-dev  ## exact versions of what requirements/dev.txt resolved to
+	$(PY) -m pip freeze --exclude-editable | sort > requirements/lock.txt
+
+clean:
+	rm -rf var staticfiles
