@@ -83,8 +83,14 @@ def main():
     Membership.objects.create(user=user, clinic=clinic)
     import datetime
 
-    patient = services.create_patient(user=user, clinic=clinic, medical_record_number="B1", given_name="B",
-                                      family_name="B", date_of_birth=datetime.date(1970, 1, 1))
+    patient = services.create_patient(
+        user=user,
+        clinic=clinic,
+        medical_record_number="B1",
+        given_name="B",
+        family_name="B",
+        date_of_birth=datetime.date(1970, 1, 1),
+    )
     lesion = services.create_lesion(user=user, patient=patient, anatomical_site=AnatomicalSite.POSTERIOR_TORSO)
     images = sorted((REPO / "demo" / "images").glob("*/*.jpg"))
 
@@ -102,9 +108,29 @@ def main():
     log = media / "worker.log"
     with log.open("w") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "skincare", "worker", "-Q", "inference,default", "--pool",
-             "prefork", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "skincare",
+                "worker",
+                "-Q",
+                "inference,default",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         while " ready." not in log.read_text():
@@ -133,10 +159,14 @@ def main():
     print(f"worker spawn -> first prediction:      {cold_first:.2f} s (first image {first:.2f} s after commit)")
     print(f"pool process RSS (warm):               {', '.join(f'{r:.0f} MB' for r in pool_rss) or 'n/a'}")
     print(f"parent process RSS:                    {parent_rss:.0f} MB")
-    print(f"commit -> prediction stored, {args.images} images: median {statistics.median(latencies):.1f} ms, "
-          f"p95 {p95:.1f} ms, min {latencies[0]:.1f} ms")
-    print(f"  of which in the worker: preprocess median {statistics.median(t[0] for t in timings):.2f} ms, "
-          f"model median {statistics.median(t[1] for t in timings):.2f} ms")
+    print(
+        f"commit -> prediction stored, {args.images} images: median {statistics.median(latencies):.1f} ms, "
+        f"p95 {p95:.1f} ms, min {latencies[0]:.1f} ms"
+    )
+    print(
+        f"  of which in the worker: preprocess median {statistics.median(t[0] for t in timings):.2f} ms, "
+        f"model median {statistics.median(t[1] for t in timings):.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -104,6 +104,11 @@ class LesionImageAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
         # New images were saved by the service in save_form.
 
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+        # A LesionImage has no many-to-many fields or inlines to save.
+
 
 @admin.register(Review)
 class ReviewAdmin(admin.ModelAdmin):

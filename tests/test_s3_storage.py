@@ -43,8 +43,9 @@ def s3(settings, monkeypatch):
 
 
 def test_images_are_stored_privately_and_predicted_from_s3(s3, owner, lesion, jpeg_bytes, active_model):
-    image = services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes),
-                                      modality="dermoscopic")
+    image = services.add_lesion_image(
+        uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes), modality="dermoscopic"
+    )
     key = image.image.name
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == jpeg_bytes
     grants = s3.get_object_acl(Bucket=BUCKET, Key=key)["Grants"]
