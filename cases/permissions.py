@@ -9,6 +9,8 @@ of another clinic's patient is not disclosed.
 from django.core.exceptions import ValidationError
 from django.http import Http404
 
+from inference.models import Prediction
+
 from .models import Clinic, Lesion, LesionImage, Membership, Patient, Review
 
 
@@ -40,6 +42,11 @@ def reviews_visible_to(user):
     return Review.objects.filter(image__lesion__patient__clinic__in=_visible_clinic_ids(user))
 
 
+def predictions_visible_to(user):
+    # A prediction (and its heatmap) shows the patient's image: same scope.
+    return Prediction.objects.filter(image__lesion__patient__clinic__in=_visible_clinic_ids(user))
+
+
 def _get_or_404(queryset, pk):
     try:
         return queryset.get(pk=pk)
@@ -58,6 +65,10 @@ def get_lesion_or_404(user, pk):
 
 def get_image_or_404(user, pk):
     return _get_or_404(images_visible_to(user).select_related("lesion__patient"), pk)
+
+
+def get_prediction_or_404(user, pk):
+    return _get_or_404(predictions_visible_to(user), pk)
 
 
 def can_edit_clinic_records(user, clinic):

@@ -53,6 +53,16 @@ class ModelVersion(models.Model):
         return f"{self.name}-{self.version}"
 
 
+# The one wording of the out-of-distribution warning, wherever it is shown.
+OUT_OF_DISTRIBUTION_WARNING = "Unlike the images this model was trained on — interpret with caution."
+
+
+def heatmap_path(instance, filename):
+    # Deterministic: a retried worker overwrites its own earlier attempt
+    # instead of leaving an orphan file beside a suffixed new one.
+    return f"heatmaps/{instance.id}.png"
+
+
 class PredictionQuerySet(models.QuerySet):
     def pending(self):
         return self.filter(status=Prediction.Status.PENDING)
@@ -92,6 +102,13 @@ class Prediction(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     preprocess_ms = models.FloatField(null=True, blank=True)
     inference_ms = models.FloatField(null=True, blank=True)
+    # Null for models without an out-of-distribution output.
+    ood_distance = models.FloatField(null=True, blank=True)
+    out_of_distribution = models.BooleanField(null=True, blank=True)
+    # Grad-CAM overlay (RGBA PNG); private storage, served only by a
+    # permission-checked view. Blank when it could not be computed.
+    heatmap = models.FileField(upload_to=heatmap_path, max_length=255, blank=True)
+    heatmap_ms = models.FloatField(null=True, blank=True)
 
     objects = PredictionQuerySet.as_manager()
 

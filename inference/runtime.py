@@ -9,6 +9,7 @@ loaded before forking deadlocks the prefork pool).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.preprocessing import PREPROCESSING_ID, load_for_model
+from training.preprocessing import PIPELINES, load_for_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
@@ -62,17 +63,22 @@ def validate_metadata(metadata: dict) -> None:
         raise ModelFileError(f"model metadata lacks {', '.join(missing)}")
     if metadata.get("format_version", 1) != SUPPORTED_FORMAT_VERSION:
         raise ModelFileError(f"unsupported model format_version {metadata.get('format_version')}")
-    if metadata["preprocessing"] != PREPROCESSING_ID:
+    if metadata["preprocessing"] not in PIPELINES:
         # A model trained with other preprocessing would be fed images it
         # never learned from: refuse rather than predict quietly wrong.
         raise ModelFileError(
-            f"model expects preprocessing {metadata['preprocessing']!r}, this code provides {PREPROCESSING_ID!r}"
+            f"model expects preprocessing {metadata['preprocessing']!r}; this code provides {', '.join(PIPELINES)}"
         )
     size = metadata["input_size"]
     if not isinstance(size, int) or not 16 <= size <= 1024:
         raise ModelFileError(f"input_size {size!r} is not a sensible image size")
     if not 0.0 < float(metadata["threshold"]) < 1.0:
         raise ModelFileError("threshold must lie strictly between 0 and 1")
+    if "ood" in metadata:
+        ood = metadata["ood"]
+        threshold = ood.get("threshold") if isinstance(ood, dict) else None
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not threshold > 0:
+            raise ModelFileError("ood must be an object with a positive numeric threshold")
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,10 @@ class Result:
     confidence: float
     preprocess_ms: float
     inference_ms: float
+    # None when the model has no out-of-distribution output (format v1 models)
+    # or, for the flag, no threshold in its metadata.
+    ood_distance: float | None = None
+    out_of_distribution: bool | None = None
 
 
 def decide(probability: float, metadata: dict) -> tuple[str, float]:
@@ -103,7 +113,12 @@ def decide(probability: float, metadata: dict) -> tuple[str, float]:
 
 
 class Predictor:
-    """A loaded model plus its metadata; call ``predict_sources`` or ``predict_batch``."""
+    """A loaded model plus its metadata; call ``predict_sources`` or ``predict_batch``.
+
+    Two output contracts are understood: a single (N, 1) probability tensor
+    (format v1 models), or a dict with ``probability`` and, optionally,
+    ``ood_distance`` (a squared Mahalanobis distance from the training data).
+    """
 
     def __init__(self, model_path: str | os.PathLike, metadata: dict):
         validate_metadata(metadata)
@@ -120,48 +135,178 @@ class Predictor:
         actual = tuple(self.model.input_shape)
         if actual != expected:
             raise ModelFileError(f"model input shape is {actual}, metadata says {expected}")
+        outputs = self.model.output
+        if isinstance(outputs, dict):
+            if "probability" not in outputs:
+                raise ModelFileError(f"model outputs are {sorted(outputs)}; a 'probability' output is required")
+            self.has_ood = "ood_distance" in outputs
+        elif len(self.model.outputs) != 1:
+            raise ModelFileError("model has several unnamed outputs; expected one probability or a dict of outputs")
+        else:
+            self.has_ood = False
+        if "ood" in metadata and not self.has_ood:
+            # The metadata promises a warning the model cannot give: refuse it
+            # rather than silently show every image as in-distribution.
+            raise ModelFileError("metadata has 'ood' but the model has no 'ood_distance' output")
+        self.ood_threshold = float(metadata["ood"]["threshold"]) if "ood" in metadata else None
+        self.gradcam_layer = self._find_gradcam_layer(metadata.get("gradcam_layer"))
+        self._gradcam = None  # built on the first heatmap() call
+
         model = self.model
+
+        def forward(x):
+            out = model(x, training=False)
+            if not isinstance(out, dict):
+                out = {"probability": out}
+            return {key: out[key] for key in ("probability", "ood_distance") if key in out}
+
         # One traced graph for any batch size: no per-call retracing and none
         # of model.predict()'s per-call set-up cost.
         self._forward = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec(expected, tf.float32)],
-            reduce_retracing=True,
+            forward, input_signature=[tf.TensorSpec(expected, tf.float32)], reduce_retracing=True
         )
         self.predict_batch(np.zeros((1, *expected[1:]), dtype=np.uint8))  # trace now, not on the first image
+
+    def _find_gradcam_layer(self, name: str | None) -> str | None:
+        """The conv activation Grad-CAM explains: named in metadata, else the last 4-D layer."""
+        if name:
+            try:
+                layer = self.model.get_layer(name)
+            except ValueError:
+                raise ModelFileError(f"gradcam_layer {name!r} is not a layer of the model") from None
+            if len(layer.output.shape) != 4:
+                raise ModelFileError(f"gradcam_layer {name!r} has output shape {layer.output.shape}, not (N, H, W, C)")
+            return name
+        # Older models do not name one; the last spatial feature map is the
+        # standard choice (finest semantics that still has a location).
+        import keras
+
+        for layer in reversed(self.model.layers):
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            try:
+                if len(layer.output.shape) == 4:
+                    return layer.name
+            except (AttributeError, ValueError):  # a layer used at several places has no single output
+                continue
+        return None
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike) -> Predictor:
         metadata = read_metadata(model_dir)
         return cls(Path(model_dir) / metadata.get("file", "model.keras"), metadata)
 
+    def preprocess(self, source) -> np.ndarray:
+        """Exactly what training did to an image (ImageError for unusable input)."""
+        return load_for_model(source, self.input_size, self.metadata["preprocessing"])
+
     @property
     def version_label(self) -> str:
         return f"{self.metadata['name']}-{self.metadata['version']}"
 
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 (N, S, S, 3) -> (probabilities (N,), OOD distances (N,) or None)."""
+        out = self._forward(batch.astype(np.float32))
+        probabilities = out["probability"].numpy().reshape(len(batch)).astype(np.float64)
+        distances = out["ood_distance"].numpy().reshape(len(batch)).astype(np.float64) if self.has_ood else None
+        return probabilities, distances
+
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) -> float64 (N,) probabilities of melanoma."""
-        out = self._forward(batch.astype(np.float32)).numpy()
-        return out.reshape(len(batch)).astype(np.float64)
+        return self._run(batch)[0]
 
     def predict_arrays(self, arrays, preprocess_ms: float = 0.0) -> list[Result]:
         """Predict preprocessed uint8 arrays and apply the model's decision rule."""
         t0 = time.perf_counter()
-        probabilities = self.predict_batch(np.stack(arrays))
+        probabilities, distances = self._run(np.stack(arrays))
         inference_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
         results = []
-        for p in probabilities:
+        for i, p in enumerate(probabilities):
             p = float(np.clip(p, 0.0, 1.0))
             label, confidence = decide(p, self.metadata)
-            results.append(Result(p, label, confidence, preprocess_ms, inference_ms))
+            distance = float(distances[i]) if distances is not None else None
+            flagged = None
+            if distance is not None and self.ood_threshold is not None:
+                flagged = distance > self.ood_threshold
+            results.append(Result(p, label, confidence, preprocess_ms, inference_ms, distance, flagged))
         return results
 
     def predict_sources(self, sources) -> list[Result]:
         """Preprocess and predict paths/bytes/files (ImageError propagates)."""
         t0 = time.perf_counter()
-        arrays = [load_for_model(src, self.input_size) for src in sources]
+        arrays = [self.preprocess(src) for src in sources]
         preprocess_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
         return self.predict_arrays(arrays, preprocess_ms)
 
     def predict_source(self, source) -> Result:
         return self.predict_sources([source])[0]
+
+    def heatmap(self, array: np.ndarray) -> np.ndarray:
+        """Grad-CAM of one preprocessed uint8 (S, S, 3) image: float32 (S, S) in 0..1.
+
+        Where the model looked for evidence of melanoma: the feature map of
+        ``gradcam_layer`` weighted by the spatially averaged gradient of the
+        logit (gradients of a saturated sigmoid vanish, so the logit layer
+        is used when the model has one).
+        """
+        if self._gradcam is None:
+            self._gradcam = self._build_gradcam()
+        heat = self._gradcam(np.asarray(array, dtype=np.float32)[None])
+        return heat.numpy()[0]
+
+    def _build_gradcam(self):
+        import keras
+        import tensorflow as tf
+
+        if self.gradcam_layer is None:
+            raise ModelFileError("the model has no spatial layer to explain")
+        model = self.model
+        try:
+            target = model.get_layer("logit").output
+        except ValueError:
+            target = model.output["probability"] if isinstance(model.output, dict) else model.output
+        grad_model = keras.Model(model.inputs, [model.get_layer(self.gradcam_layer).output, target])
+        size = self.input_size
+
+        def gradcam(x):
+            with tf.GradientTape() as tape:
+                features, score = grad_model(x, training=False)
+                # Images in a batch are independent, so the gradient of the
+                # sum is each image's own gradient.
+                total = tf.reduce_sum(tf.cast(score, tf.float32))
+            grads = tf.cast(tape.gradient(total, features), tf.float32)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # one weight per channel
+            cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(features, tf.float32), axis=-1, keepdims=True))
+            cam = tf.image.resize(cam, (size, size), method="bilinear")[..., 0]
+            peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
+            return tf.math.divide_no_nan(cam, peak)  # an all-zero map stays zero
+
+        # Built and traced once per Predictor, like the forward pass.
+        return tf.function(
+            gradcam, input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)], reduce_retracing=True
+        )
+
+
+def _jet(x: np.ndarray) -> np.ndarray:
+    """The classic 'jet' colour map as piecewise-linear RGB in 0..1 (no matplotlib needed)."""
+    return np.clip(1.5 - np.abs(4.0 * x[..., None] - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
+
+
+HEATMAP_MAX_ALPHA = 0.6  # the lesion stays visible under the hottest spot
+
+
+def heatmap_png(heat: np.ndarray) -> bytes:
+    """An (S, S) 0..1 heat map as an RGBA PNG to lay over the framed image.
+
+    Colour follows the jet map and opacity grows with heat, so cold regions
+    are transparent rather than painted blue.
+    """
+    from PIL import Image
+
+    heat = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)
+    rgba = np.empty((*heat.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = np.round(_jet(heat) * 255)
+    rgba[..., 3] = np.round(heat * HEATMAP_MAX_ALPHA * 255)
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    return buffer.getvalue()

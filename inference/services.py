@@ -7,19 +7,21 @@ inference. The task module stays thin and calls ``run_prediction``.
 
 import json
 import logging
+import time
 from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from training.preprocessing import ImageError
 
-from .models import ModelVersion, Prediction
-from .runtime import METADATA_FILE, ModelFileError, Predictor, sha256_of, validate_metadata
+from .models import ModelVersion, Prediction, heatmap_path
+from .runtime import METADATA_FILE, ModelFileError, Predictor, heatmap_png, sha256_of, validate_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +96,13 @@ def run_prediction(prediction_id) -> Prediction | None:
 
     predictor = get_predictor(prediction.model_version)
     try:
-        result = predictor.predict_source(data)
+        t0 = time.perf_counter()
+        array = predictor.preprocess(data)
+        preprocess_ms = (time.perf_counter() - t0) * 1000
     except ImageError as exc:
         return _finish_failed(prediction, f"The image cannot be analysed: {exc}.")
+    result = predictor.predict_arrays([array], preprocess_ms)[0]
+    heatmap_name, heatmap_ms = _store_heatmap(prediction, predictor, array)
 
     updated = (
         Prediction.objects.filter(pk=prediction.pk)
@@ -110,12 +116,43 @@ def run_prediction(prediction_id) -> Prediction | None:
             finished_at=timezone.now(),
             preprocess_ms=result.preprocess_ms,
             inference_ms=result.inference_ms,
+            ood_distance=result.ood_distance,
+            out_of_distribution=result.out_of_distribution,
+            heatmap=heatmap_name,
+            heatmap_ms=heatmap_ms,
         )
     )
+    prediction.refresh_from_db()
     if updated:
         logger.info("Prediction %s: %s p=%.3f", prediction.pk, result.label, result.probability_malignant)
-    prediction.refresh_from_db()
+    elif heatmap_name and heatmap_name != prediction.heatmap.name:
+        # Another worker finished this prediction first and its row points at
+        # a different file: ours would be an orphan.
+        prediction.heatmap.storage.delete(heatmap_name)
     return prediction
+
+
+def _store_heatmap(prediction, predictor, array) -> tuple[str, float | None]:
+    """Compute and store the Grad-CAM overlay; ("", None) if that fails.
+
+    An explanation is a nice-to-have beside the prediction, so any failure
+    is logged and leaves the heatmap blank rather than failing the row.
+    """
+    try:
+        t0 = time.perf_counter()
+        png = heatmap_png(predictor.heatmap(array))
+        heatmap_ms = (time.perf_counter() - t0) * 1000
+        name = heatmap_path(prediction, "heatmap.png")
+        storage = prediction.heatmap.storage
+        # Storage backends never overwrite (they add a suffix instead): remove
+        # what an interrupted earlier attempt wrote, so the name stays the
+        # deterministic one and no orphan is left behind.
+        storage.delete(name)
+        stored = storage.save(name, ContentFile(png))
+    except Exception:
+        logger.exception("Prediction %s: no heatmap", prediction.pk)
+        return "", None
+    return stored, heatmap_ms
 
 
 def _finish_failed(prediction, reason: str) -> Prediction:

@@ -88,9 +88,8 @@ def model_dir():
     return path
 
 
-@pytest.fixture
-def active_model(db, model_dir):
-    """The shipped model as the active ModelVersion (registered without re-loading it)."""
+def register_for_test(model_dir, *, is_active=True) -> ModelVersion:
+    """Register a model folder as a ModelVersion without loading it (fast)."""
     metadata = read_metadata(model_dir)
     model_file = model_dir / metadata.get("file", "model.keras")
     version = ModelVersion(
@@ -102,12 +101,85 @@ def active_model(db, model_dir):
         threshold=metadata["threshold"],
         metrics=metadata.get("metrics", {}),
         metadata=metadata,
-        is_active=True,
+        is_active=is_active,
     )
     with model_file.open("rb") as fh:
         version.file.save("model.keras", File(fh), save=False)
     version.save()
     return version
+
+
+@pytest.fixture
+def active_model(db, model_dir):
+    """The shipped model as the active ModelVersion (registered without re-loading it)."""
+    return register_for_test(model_dir)
+
+
+SYNTHETIC_SIZE = 32
+# A black image lies at distance 0 (in distribution), a white one far beyond
+# this threshold; the demo images fall either side of it.
+SYNTHETIC_OOD_THRESHOLD = 1.2
+
+
+def build_synthetic_model(folder: Path) -> Path:
+    """A tiny model with the v2 contract: dict outputs probability + ood_distance,
+    a "logit" layer, and a named conv activation for Grad-CAM."""
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input((SYNTHETIC_SIZE, SYNTHETIC_SIZE, 3))
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = layers.Conv2D(
+        4,
+        3,
+        padding="same",
+        activation="relu",
+        name="head_relu",
+        kernel_initializer=keras.initializers.GlorotUniform(7),
+    )(x)
+    features = layers.GlobalAveragePooling2D()(x)
+    # Every feature is evidence for the positive class, so the Grad-CAM
+    # weights are positive and the map follows the activations.
+    logit = layers.Dense(
+        1, name="logit", kernel_initializer="ones", bias_initializer=keras.initializers.Constant(-1.0)
+    )(features)
+    probability = layers.Activation("sigmoid", name="probability")(logit)
+    # Squared distance in a projected feature space, as a Mahalanobis
+    # distance is after whitening: sum of squares via Multiply + a ones Dense.
+    projected = layers.Dense(4, name="ood_projection", kernel_initializer="identity")(features)
+    squared = layers.Multiply()([projected, projected])
+    distance = layers.Dense(1, name="ood_distance", kernel_initializer="ones", bias_initializer="zeros")(squared)
+    model = keras.Model(inputs, {"probability": probability, "ood_distance": distance})
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    metadata = {
+        "format_version": 1,
+        "name": "synthetic",
+        "version": "2",
+        "file": "model.keras",
+        "input_size": SYNTHETIC_SIZE,
+        "preprocessing": "square-resize-v1",
+        "threshold": 0.5,
+        "temperature": 1.0,
+        "uncertain_band": [0.45, 0.55],
+        "ood": {"threshold": SYNTHETIC_OOD_THRESHOLD, "method": "test", "components": 4, "train_pass_rate": 0.95},
+        "gradcam_layer": "head_relu",
+    }
+    (folder / "model.json").write_text(json.dumps(metadata))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synthetic_model_dir(tmp_path_factory):
+    """A read-only folder holding the synthetic two-output model; copy it to change it."""
+    return build_synthetic_model(tmp_path_factory.mktemp("synthetic") / "model")
+
+
+@pytest.fixture
+def synthetic_model(db, synthetic_model_dir):
+    """The synthetic two-output model as the active ModelVersion."""
+    return register_for_test(synthetic_model_dir)
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import subprocess
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.runtime import ModelFileError, Predictor, decide, validate_metadata
-from tests.conftest import edit_metadata, png_bytes
+from inference.runtime import HEATMAP_MAX_ALPHA, ModelFileError, Predictor, decide, heatmap_png, validate_metadata
+from tests.conftest import SYNTHETIC_OOD_THRESHOLD, SYNTHETIC_SIZE, edit_metadata, png_bytes
 from training.preprocessing import PREPROCESSING_ID, load_for_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,6 +18,19 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def predictor(model_dir):
     return Predictor.from_dir(model_dir)
+
+
+@pytest.fixture(scope="module")
+def synthetic(synthetic_model_dir):
+    """The two-output (probability + OOD distance) model."""
+    return Predictor.from_dir(synthetic_model_dir)
+
+
+def left_white(size):
+    """Left third white, the rest black: a map that must not be uniform."""
+    array = np.zeros((size, size, 3), dtype=np.uint8)
+    array[:, : size // 3] = 255
+    return array
 
 
 class TestDecide:
@@ -56,6 +70,11 @@ class TestMetadata:
     def test_it_refuses_what_this_code_cannot_honour(self, change, message):
         with pytest.raises(ModelFileError, match=message):
             validate_metadata({**self.BASE, **change})
+
+    @pytest.mark.parametrize("ood", [{"threshold": "far"}, {"threshold": 0}, {}, 3.0])
+    def test_an_ood_section_needs_a_positive_threshold(self, ood):
+        with pytest.raises(ModelFileError, match="ood"):
+            validate_metadata({**self.BASE, "ood": ood})
 
     def test_it_names_missing_keys(self):
         with pytest.raises(ModelFileError, match="threshold"):
@@ -103,6 +122,92 @@ class TestPredictor:
         assert 0.0 <= predictor.predict_arrays([array])[0].probability_malignant <= 1.0
 
 
+class TestShippedSingleOutputModel:
+    def test_it_has_no_ood_output_so_the_fields_are_null(self, predictor, demo_image_paths):
+        result = predictor.predict_source(demo_image_paths[0])
+        assert (result.ood_distance, result.out_of_distribution) == (None, None)
+
+    def test_its_heatmap_uses_the_last_conv_layer(self, predictor, demo_image_paths):
+        assert predictor.gradcam_layer == "conv2d"  # chosen automatically: no gradcam_layer in its metadata
+        heat = predictor.heatmap(predictor.preprocess(demo_image_paths[0]))
+        assert heat.shape == (predictor.input_size, predictor.input_size)
+        assert heat.dtype == np.float32
+        assert 0.0 <= heat.min() and heat.max() <= 1.0
+
+
+class TestTwoOutputModel:
+    def test_it_reads_both_outputs_and_flags_by_the_metadata_threshold(self, synthetic, demo_image_paths):
+        results = synthetic.predict_sources(demo_image_paths)
+        for result in results:
+            assert 0.0 <= result.probability_malignant <= 1.0
+            assert result.ood_distance >= 0.0
+            assert result.out_of_distribution is (result.ood_distance > SYNTHETIC_OOD_THRESHOLD)
+        # The demo images fall on both sides of this model's threshold.
+        assert {r.out_of_distribution for r in results} == {True, False}
+
+    def test_the_flag_follows_the_threshold(self, synthetic, synthetic_model_dir):
+        white = np.full((SYNTHETIC_SIZE, SYNTHETIC_SIZE, 3), 255, dtype=np.uint8)
+        distance = synthetic.predict_arrays([white])[0].ood_distance
+        model_file = synthetic_model_dir / "model.keras"
+        for threshold, flagged in [(distance * 0.99, True), (distance * 1.01, False)]:
+            other = Predictor(model_file, {**synthetic.metadata, "ood": {"threshold": threshold}})
+            assert other.predict_arrays([white])[0].out_of_distribution is flagged
+
+    def test_a_black_image_is_at_the_training_data(self, synthetic):
+        black = np.zeros((SYNTHETIC_SIZE, SYNTHETIC_SIZE, 3), dtype=np.uint8)
+        result = synthetic.predict_arrays([black])[0]
+        assert result.ood_distance == pytest.approx(0.0)
+        assert result.out_of_distribution is False
+
+    def test_the_heatmap_is_in_range_and_follows_the_image(self, synthetic):
+        heat = synthetic.heatmap(left_white(SYNTHETIC_SIZE))
+        assert heat.shape == (SYNTHETIC_SIZE, SYNTHETIC_SIZE)
+        assert heat.dtype == np.float32
+        assert heat.min() >= 0.0 and heat.max() == pytest.approx(1.0)
+        assert heat.std() > 0.05
+        # The model sees evidence only where there is signal.
+        assert heat[:, :8].mean() > heat[:, -8:].mean()
+
+    def test_a_blank_image_gives_an_all_zero_map(self, synthetic):
+        heat = synthetic.heatmap(np.zeros((SYNTHETIC_SIZE, SYNTHETIC_SIZE, 3), dtype=np.uint8))
+        assert not heat.any()
+
+    def test_forward_pass_and_heatmap_are_traced_once(self, synthetic):
+        for size in (1, 3, 1):
+            synthetic.predict_batch(np.zeros((size, SYNTHETIC_SIZE, SYNTHETIC_SIZE, 3), dtype=np.uint8))
+        for _ in range(3):
+            synthetic.heatmap(left_white(SYNTHETIC_SIZE))
+        assert synthetic._forward.experimental_get_tracing_count() == 1
+        assert synthetic._gradcam.experimental_get_tracing_count() == 1
+
+    def test_the_overlay_png_is_rgba_with_alpha_following_heat(self, synthetic):
+        from PIL import Image
+
+        heat = synthetic.heatmap(left_white(SYNTHETIC_SIZE))
+        image = Image.open(io.BytesIO(heatmap_png(heat)))
+        assert (image.format, image.mode, image.size) == ("PNG", "RGBA", (SYNTHETIC_SIZE, SYNTHETIC_SIZE))
+        alpha = np.asarray(image)[..., 3]
+        assert alpha.max() == round(HEATMAP_MAX_ALPHA * 255)
+        assert (alpha[heat == 0] == 0).all()  # cold means transparent
+
+
+class TestContract:
+    def test_metadata_promising_ood_needs_an_ood_output(self, model_copy):
+        edit_metadata(model_copy, ood={"threshold": 10.0})
+        with pytest.raises(ModelFileError, match="ood_distance"):
+            Predictor.from_dir(model_copy)
+
+    def test_a_named_gradcam_layer_must_exist(self, model_copy):
+        edit_metadata(model_copy, gradcam_layer="head_relu")
+        with pytest.raises(ModelFileError, match="gradcam_layer 'head_relu'"):
+            Predictor.from_dir(model_copy)
+
+    def test_a_gradcam_layer_must_be_spatial(self, model_copy):
+        edit_metadata(model_copy, gradcam_layer="dense")
+        with pytest.raises(ModelFileError, match="not \\(N, H, W, C\\)"):
+            Predictor.from_dir(model_copy)
+
+
 def _jpeg_cmyk():
     import io
 
@@ -141,7 +246,24 @@ class TestCommandLine:
             assert row["probability_malignant"] == pytest.approx(result.probability_malignant, abs=1e-5)
             assert row["confidence"] == pytest.approx(result.confidence, abs=1e-5)
             assert row["model_version"] == predictor.version_label
+            assert (row["out_of_distribution"], row["ood_distance"]) == (None, None)  # no OOD output
         assert "error" in rows[3] and "label" not in rows[3]
+
+    def test_it_prints_the_ood_fields_and_writes_heatmaps(
+        self, synthetic, synthetic_model_dir, demo_image_paths, tmp_path
+    ):
+        paths = demo_image_paths[:2]
+        completed = self.run_cli(
+            "--model", str(synthetic_model_dir), "--heatmap-dir", str(tmp_path / "heat"), *map(str, paths)
+        )
+
+        assert completed.returncode == 0, completed.stderr
+        rows = [json.loads(line) for line in completed.stdout.splitlines()]
+        for row, path, result in zip(rows, paths, synthetic.predict_sources(paths), strict=True):
+            assert row["ood_distance"] == pytest.approx(result.ood_distance, rel=1e-4)
+            assert row["out_of_distribution"] is result.out_of_distribution
+            assert row["heatmap"] == str(tmp_path / "heat" / f"{path.stem}.heatmap.png")
+            assert Path(row["heatmap"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     def test_all_good_images_exit_zero(self, demo_image_paths):
         completed = self.run_cli(str(demo_image_paths[0]))

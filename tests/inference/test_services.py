@@ -3,14 +3,17 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cases import services as case_services
 from inference import services
-from inference.models import ModelVersion, Prediction
-from tests.conftest import edit_metadata
+from inference.models import ModelVersion, Prediction, heatmap_path
+from inference.runtime import Predictor
+from tests.conftest import SYNTHETIC_SIZE, edit_metadata, png_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -75,6 +78,84 @@ class TestRunPrediction:
         result = services.run_prediction(prediction.pk)
         assert result.status == Prediction.Status.FAILED
         assert "interrupted" in result.error
+
+
+def upload(owner, lesion, data):
+    image = case_services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(data), modality="dermoscopic")
+    return Prediction.objects.get(image=image)
+
+
+def heatmap_files():
+    try:
+        return sorted(default_storage.listdir("heatmaps")[1])
+    except FileNotFoundError:
+        return []
+
+
+class TestOutOfDistributionAndHeatmap:
+    @pytest.fixture
+    def pending(self, owner, lesion, jpeg_bytes, synthetic_model):
+        return upload(owner, lesion, jpeg_bytes)
+
+    def test_it_stores_the_ood_fields_and_a_heatmap(self, pending, synthetic_model_dir, jpeg_bytes):
+        from PIL import Image
+
+        result = services.run_prediction(pending.pk)
+
+        expected = Predictor.from_dir(synthetic_model_dir).predict_source(jpeg_bytes)
+        assert result.status == Prediction.Status.SUCCEEDED
+        assert result.ood_distance == pytest.approx(expected.ood_distance, rel=1e-4)
+        assert result.out_of_distribution is expected.out_of_distribution
+        assert result.heatmap.name == f"heatmaps/{pending.pk}.png"
+        assert result.heatmap_ms > 0
+        with result.heatmap.open("rb") as fh:
+            overlay = Image.open(fh)
+            assert (overlay.mode, overlay.size) == ("RGBA", (SYNTHETIC_SIZE, SYNTHETIC_SIZE))
+
+    @pytest.mark.parametrize("color, flagged", [((255, 255, 255), True), ((0, 0, 0), False)])
+    def test_the_flag_is_stored(self, owner, lesion, synthetic_model, color, flagged):
+        pending = upload(owner, lesion, png_bytes(color=color))
+        assert services.run_prediction(pending.pk).out_of_distribution is flagged
+
+    def test_running_it_again_writes_no_second_file(self, pending):
+        first = services.run_prediction(pending.pk)
+        with first.heatmap.open("rb") as fh:
+            before = fh.read()
+        second = services.run_prediction(pending.pk)
+        assert heatmap_files() == [f"{pending.pk}.png"]
+        assert (second.heatmap.name, second.heatmap_ms, second.finished_at) == (
+            first.heatmap.name,
+            first.heatmap_ms,
+            first.finished_at,
+        )
+        with second.heatmap.open("rb") as fh:
+            assert fh.read() == before
+
+    def test_a_file_left_by_an_interrupted_attempt_is_replaced_not_orphaned(self, pending):
+        # The worker died after writing the heatmap, before saving the row.
+        default_storage.save(heatmap_path(pending, ""), ContentFile(b"partial"))
+        result = services.run_prediction(pending.pk)
+        assert heatmap_files() == [f"{pending.pk}.png"]
+        assert result.heatmap.name == f"heatmaps/{pending.pk}.png"
+        with result.heatmap.open("rb") as fh:
+            assert fh.read(4) == b"\x89PNG"
+
+    def test_a_heatmap_failure_does_not_fail_the_prediction(self, pending, monkeypatch, caplog):
+        def broken(self, array):
+            raise RuntimeError("no gradients today")
+
+        monkeypatch.setattr(Predictor, "heatmap", broken)
+        result = services.run_prediction(pending.pk)
+        assert result.status == Prediction.Status.SUCCEEDED
+        assert (result.heatmap.name, result.heatmap_ms) == ("", None)
+        assert result.ood_distance is not None
+        assert heatmap_files() == []
+        assert "no heatmap" in caplog.text
+
+    def test_the_shipped_single_output_model_gets_null_ood_fields_and_a_heatmap(self, prediction):
+        result = services.run_prediction(prediction.pk)
+        assert (result.ood_distance, result.out_of_distribution) == (None, None)
+        assert result.heatmap.name == f"heatmaps/{prediction.pk}.png"
 
 
 class TestRequestPrediction:
