@@ -1,10 +1,9 @@
 """Listing, loading and near-duplicate grouping of a labelled image folder.
 
 A dataset is a folder with one subfolder per class (``benign/``,
-``malignant/``) holding images of any size. Every image is decoded once, and
-both the model input (through :func:`training.preprocessing.load_for_model`'s
-path, so training sees exactly what the worker sees) and a perceptual hash are
-taken from that one decode.
+``malignant/``) holding images of any size. Model inputs are made by
+:func:`training.preprocessing.load_for_model`, the function the worker calls,
+so training sees exactly what the worker sees.
 
 No TensorFlow here: the data layer is testable and usable on its own.
 """
@@ -18,10 +17,9 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
-
 from PIL import Image, ImageOps
 
-from .preprocessing import frame, is_image_path, open_image
+from .preprocessing import is_image_path, load_for_model, open_image
 
 CLASS_NAMES = ("benign", "malignant")
 
@@ -87,15 +85,14 @@ def perceptual_hash(img: Image.Image) -> np.ndarray:
 
 
 def _load_one(path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    # Same steps as preprocessing.load_for_model (open_image then frame); split
-    # here only so the perceptual hash reuses the decode instead of a second one.
-    img = open_image(path)
-    return frame(img, size), perceptual_hash(img)
+    data = path.read_bytes()
+    # The model input goes through load_for_model itself, byte for byte the
+    # worker's path; the hash decodes a second time (cheap at 300 px) rather
+    # than re-implementing any part of that path here.
+    return load_for_model(data, size), perceptual_hash(open_image(data))
 
 
-def load_dataset(
-    root: str | os.PathLike, size: int, workers: int | None = None, progress=None
-) -> Dataset:
+def load_dataset(root: str | os.PathLike, size: int, workers: int | None = None, progress=None) -> Dataset:
     """Decode every image of ``root`` into memory at ``size`` x ``size``.
 
     Pillow releases the GIL while decoding and resizing, so a thread pool

@@ -1,0 +1,271 @@
+"""Writes a training run's output folder: model, metadata, CV report, card.
+
+model.json is the contract with the worker and the CLI: they read the input
+size, preprocessing id and threshold from it, never from code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .data import CLASS_NAMES
+from .metrics import METRIC_NAMES
+from .preprocessing import PREPROCESSING_ID
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.keras"
+
+METRIC_LABELS = {
+    "roc_auc": "ROC-AUC",
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "sensitivity": "Sensitivity (recall)",
+    "specificity": "Specificity",
+    "precision": "Precision (PPV)",
+    "f1": "F1",
+    "brier": "Brier score (lower is better)",
+    "ece": "Expected calibration error, 10 bins (lower is better)",
+}
+
+
+def _clean(value):
+    """JSON-safe copy: NaN/inf become null, numpy scalars become Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    return value
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(_clean(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _save_inference_copy(model, path: Path) -> None:
+    """Save weights and architecture only: an uncompiled clone carries no
+    optimizer state (which would triple the file) and no training config."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    clone.save(path)
+
+
+def write_run(
+    *,
+    config,
+    model,
+    dataset,
+    folds,
+    groups,
+    oof,
+    threshold,
+    fold_info,
+    summary,
+    summary_at_0_5,
+    pooled,
+    duplicates,
+    final_history,
+    wall_time_s,
+    cv_time_s,
+    versions,
+    max_hash_distance,
+) -> dict:
+    """Write every file of the output folder; returns model.json's content."""
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _save_inference_copy(model, out / MODEL_FILE)
+
+    n_malignant = int(dataset.y.sum())
+    per_fold = [
+        {"fold": f["fold"], "n_val": f["n_val"], **{m: f["metrics"][m] for m in METRIC_NAMES}} for f in fold_info
+    ]
+    validation = (
+        f"{config.folds}-fold StratifiedGroupKFold (seed {config.seed}); near-duplicate images "
+        "grouped by perceptual hash and kept within one fold; threshold-dependent metrics at "
+        "the threshold below"
+    )
+    training = {
+        "seed": config.seed,
+        "command": config.command,
+        "epochs": config.epochs,
+        "folds": config.folds,
+        "wall_time_s": round(wall_time_s, 1),
+        "cv_wall_time_s": round(cv_time_s, 1),
+        "n_images": len(dataset),
+        "n_benign": len(dataset) - n_malignant,
+        "n_malignant": n_malignant,
+        "n_duplicate_groups": duplicates["n_duplicate_groups"],
+        "n_images_in_duplicate_groups": duplicates["n_images_in_duplicate_groups"],
+        "batch_size": config.batch_size,
+        "architecture": {
+            "blocks": "conv3x3-BN-ReLU-maxpool",
+            "widths": list(config.widths),
+            "head": "GAP-dropout-dense(sigmoid)",
+            "parameters": int(model.count_params()),
+        },
+        "optimizer": f"AdamW lr {config.learning_rate}, 1-epoch warm-up then cosine decay to 0",
+        "augmentation": (
+            "random flips, rotation (any angle), zoom +-15%, contrast +-20%, brightness +-15%; training folds only"
+        ),
+        "tensorflow": versions["tensorflow"],
+        "keras": versions["keras"],
+    }
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": config.name,
+        "version": config.version,
+        "framework": "keras",
+        "file": MODEL_FILE,
+        "input_size": config.image_size,
+        "preprocessing": PREPROCESSING_ID,
+        "input": "float32 RGB 0..255",
+        "output": "sigmoid probability of melanoma",
+        "class_names": list(CLASS_NAMES),
+        "threshold": threshold,
+        "threshold_method": "Youden J (max sensitivity + specificity - 1) on pooled out-of-fold predictions",
+        "metrics": {
+            "validation": validation,
+            "summary": summary,
+            "per_fold": per_fold,
+        },
+        "training": training,
+        "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+    }
+    _write_json(out / "model.json", meta)
+
+    report = {
+        "validation": validation,
+        "threshold": threshold,
+        "threshold_method": meta["threshold_method"],
+        "summary": summary,
+        "summary_at_0_5": summary_at_0_5,
+        "pooled_out_of_fold": pooled,
+        "folds": fold_info,
+        "duplicates": {
+            **duplicates,
+            "hash": "256-bit pHash of the equalised central 62.5%",
+            "max_hamming_distance": max_hash_distance,
+        },
+        "final_fit_history": final_history,
+        "notes": [
+            "mean and sd are across folds; sd uses ddof=1",
+            "ece: |observed malignant rate - mean P(malignant)| over 10 equal-width probability bins, "
+            "weighted by bin share",
+            "the threshold is chosen on the same out-of-fold predictions it is evaluated on, so the "
+            "threshold-dependent figures are slightly optimistic; ROC-AUC, Brier and ECE do not depend on it",
+        ],
+    }
+    _write_json(out / "cv_report.json", report)
+
+    with open(out / "oof_predictions.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "label", "fold", "probability"])
+        for name, label, fold, prob in zip(
+            dataset.files, dataset.y.tolist(), folds.tolist(), oof.tolist(), strict=True
+        ):
+            writer.writerow([name, CLASS_NAMES[label], fold + 1, f"{prob:.6f}"])
+
+    (out / "MODEL_CARD.md").write_text(model_card(meta, summary), encoding="utf-8")
+    return meta
+
+
+def model_card(meta: dict, summary: dict) -> str:
+    """The human-readable model card, generated from model.json's content."""
+    t = meta["training"]
+    arch = t["architecture"]
+    rows = "\n".join(
+        f"| {METRIC_LABELS[m]} | {summary[m]['mean']:.3f} ± {summary[m]['sd']:.3f} |" for m in METRIC_NAMES
+    )
+    fold_aucs = ", ".join(f"{f['roc_auc']:.3f}" for f in meta["metrics"]["per_fold"])
+    minutes = t["wall_time_s"] / 60
+    return f"""# Model card: {meta["name"]} v{meta["version"]}
+
+Generated by `python -m training train` on {meta["created_at"]}. Figures come from
+`cv_report.json` in this folder.
+
+## What it is
+
+A small convolutional network trained from scratch to estimate the probability that a
+dermoscopy image shows a melanoma rather than a benign lesion. Input: the whole image
+resized to {meta["input_size"]}x{meta["input_size"]} RGB (preprocessing `{meta["preprocessing"]}`), pixel values
+0..255. Output: one sigmoid probability of melanoma. Architecture: {len(arch["widths"])} blocks of
+{arch["blocks"]} (widths {", ".join(map(str, arch["widths"]))}), {arch["head"]}; {arch["parameters"]:,} parameters.
+
+It is a **baseline**: trained from scratch at low resolution on a few thousand images. A
+transfer-learning model is expected to replace it.
+
+## Intended use
+
+**Decision support only.** It may help a clinician prioritise or double-check dermoscopy
+images of pigmented lesions. It must not be used to rule out melanoma, to make a diagnosis,
+or to decide on treatment without a clinician's examination; a biopsy remains the
+reference standard.
+
+## Data
+
+{t["n_images"]:,} dermoscopy images ({t["n_benign"]:,} benign, {t["n_malignant"]:,} melanoma) from the training split of
+the "Melanoma Skin Cancer Dataset of 10000 Images", a compilation of whole images from the
+**ISIC Archive** (International Skin Imaging Collaboration), including **HAM10000**
+(Tschandl P., Rosendahl C., Kittler H., *The HAM10000 dataset, a large collection of
+multi-source dermatoscopic images of common pigmented skin lesions*, Sci. Data 5, 180161
+(2018), CC BY-NC-SA 4.0). Other ISIC collections are CC-0, CC-BY or CC-BY-NC: the model is
+for research and non-commercial use, and this credit must accompany it.
+
+{t["n_duplicate_groups"]} groups of near-duplicate images ({t["n_images_in_duplicate_groups"]} images) were found by
+perceptual hashing and each kept within one cross-validation fold. The dataset's own test split was
+not used for anything.
+
+## Limitations
+
+- **Melanoma vs benign only.** Other malignancies (basal cell carcinoma, squamous cell
+  carcinoma) and non-melanocytic lesions were not in the training data; the output says
+  nothing about them.
+- **Dermoscopy only.** Clinical (non-dermoscopic) or phone photographs differ in scale,
+  lighting and framing; performance on them is unknown and likely poor.
+- **Skin types.** The ISIC images come mostly from fair-skinned populations (Europe,
+  Australia, USA); darker skin types are under-represented and performance on them is
+  unknown.
+- **Baseline trained from scratch** at {meta["input_size"]}x{meta["input_size"]} pixels: fine dermoscopic structures are
+  largely lost at this resolution.
+- Images of the same lesion taken separately cannot be detected without lesion ids, so some
+  may straddle folds; the figures below may be slightly optimistic for that reason.
+- Probabilities are only as calibrated as the table shows; the training data's melanoma
+  share (~{100 * t["n_malignant"] / t["n_images"]:.0f}%) is far above what a clinic sees, so the probability is not a
+  clinical risk and positive predictive value in practice will be much lower.
+
+## Cross-validated performance
+
+{t["folds"]}-fold cross-validation, stratified by label and grouped by near-duplicate group
+(seed {t["seed"]}); each fold's model trained for {t["epochs"]} epochs, evaluated on its held-out fold.
+Mean ± sd across folds. Threshold-dependent metrics use the shipped threshold.
+
+| Metric | Mean ± sd |
+| --- | --- |
+{rows}
+
+Per-fold ROC-AUC: {fold_aucs}.
+
+## Threshold
+
+**{meta["threshold"]}**: {meta["threshold_method"]}. The threshold was chosen on the
+same predictions it is evaluated on, so threshold-dependent figures are slightly optimistic.
+
+## Reproduce
+
+```
+{t["command"]}
+```
+
+Wall time {t["wall_time_s"]:.0f} s ({minutes:.1f} min; cross-validation {t["cv_wall_time_s"]:.0f} s, then the final
+fit on all images with the same settings) on a 2-core CPU. TensorFlow {t["tensorflow"]}, Keras {t["keras"]}.
+"""
