@@ -3,8 +3,8 @@
 Nothing here imports TensorFlow or Django: the worker's parent process and the
 web process may import this module without paying for (or forking) a model
 runtime. Any change to what a pixel looks like before it reaches the network
-must happen here, and must bump ``PREPROCESSING_ID`` so that a model file
-records which path it was trained with.
+must happen here, under a new pipeline id in ``PIPELINES``: a model file
+records the id it was trained with, and older models keep theirs.
 """
 
 from __future__ import annotations
@@ -21,7 +21,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # square without cropping, so a new image is framed the same way: the full
 # field of view resized to a square. Cropping would show the model a tighter
 # field of view than it ever saw in training.
-PREPROCESSING_ID = "square-resize-v1"
+SQUARE_RESIZE_V1 = "square-resize-v1"
+# The same framing, then Shades-of-Gray colour constancy: each dermatoscope
+# (and each clinic's lighting) casts its own colour, which a model trained on
+# one archive learns as if it were pathology. Dividing out the estimated
+# illuminant makes the input less dependent on the device.
+SQUARE_SOG_V2 = "square-sog-v2"
+PIPELINES = (SQUARE_RESIZE_V1, SQUARE_SOG_V2)
+# The pipeline new models are trained with unless told otherwise.
+PREPROCESSING_ID = SQUARE_RESIZE_V1
+
+SOG_POWER = 6
+# Pixels darker than this (mean of R, G, B) are the dermatoscope's black
+# vignette or frame, not skin: they would drag the illuminant estimate.
+VIGNETTE_LEVEL = 25
 
 # Refuse images whose pixel count could exhaust a worker's memory when
 # decoded (decompression bombs): 60 MP covers any dermatoscope or phone.
@@ -97,13 +110,41 @@ def frame(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def load_for_model(source: str | os.PathLike | bytes | BinaryIO, size: int) -> np.ndarray:
+def shades_of_gray(rgb: np.ndarray, power: int = SOG_POWER) -> np.ndarray:
+    """Colour constancy (Finlayson and Trezzi, 2004) on a uint8 (H, W, 3) array.
+
+    Estimates the illuminant per channel as the Minkowski p-norm mean of the
+    skin pixels (the dark vignette excluded) and rescales the channels so
+    that the illuminant becomes neutral grey at the same brightness.
+    """
+    pixels = rgb.reshape(-1, 3).astype(np.float64)
+    skin = pixels[pixels.mean(axis=1) > VIGNETTE_LEVEL]
+    if len(skin) < 0.05 * len(pixels):  # almost all dark: estimate from everything
+        skin = pixels
+    illuminant = np.power(np.mean(np.power(skin, power), axis=0), 1.0 / power)
+    gains = illuminant.mean() / np.maximum(illuminant, 1e-6)
+    return np.clip(rgb.astype(np.float64) * gains, 0, 255).round().astype(np.uint8)
+
+
+def to_model_input(img: Image.Image, size: int, preprocessing: str = PREPROCESSING_ID) -> np.ndarray:
+    """Frame (and, for v2, colour-normalise) a decoded RGB image."""
+    if preprocessing not in PIPELINES:
+        raise ValueError(f"unknown preprocessing {preprocessing!r}")
+    array = frame(img, size)
+    if preprocessing == SQUARE_SOG_V2:
+        array = shades_of_gray(array)
+    return array
+
+
+def load_for_model(
+    source: str | os.PathLike | bytes | BinaryIO, size: int, preprocessing: str = PREPROCESSING_ID
+) -> np.ndarray:
     """The whole path: decode, normalise the mode, frame. uint8 (size, size, 3).
 
     Models take 0..255 pixel values and rescale inside the network, so the
     model file carries its own normalisation.
     """
-    return frame(open_image(source), size)
+    return to_model_input(open_image(source), size, preprocessing)
 
 
 def is_image_path(path: Path) -> bool:
