@@ -178,11 +178,13 @@ class Predictor:
                 raise ModelFileError(f"gradcam_layer {name!r} has output shape {layer.output.shape}, not (N, H, W, C)")
             return name
         # Older models do not name one; the last spatial feature map is the
-        # standard choice (finest semantics that still has a location).
+        # standard choice (finest semantics that still has a location). A
+        # pooling layer after it would only halve the map's resolution.
         import keras
 
+        skip = (keras.layers.InputLayer, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
         for layer in reversed(self.model.layers):
-            if isinstance(layer, keras.layers.InputLayer):
+            if isinstance(layer, skip):
                 continue
             try:
                 if len(layer.output.shape) == 4:

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.runtime import HEATMAP_MAX_ALPHA, ModelFileError, Predictor, decide, heatmap_png, validate_metadata
+from inference.runtime import (
+    HEATMAP_MAX_ALPHA,
+    MODELS_DIR,
+    ModelFileError,
+    Predictor,
+    decide,
+    heatmap_png,
+    validate_metadata,
+)
 from tests.conftest import SYNTHETIC_OOD_THRESHOLD, SYNTHETIC_SIZE, edit_metadata, png_bytes
 from training.preprocessing import PREPROCESSING_ID, load_for_model
 
@@ -122,15 +130,27 @@ class TestPredictor:
         assert 0.0 <= predictor.predict_arrays([array])[0].probability_malignant <= 1.0
 
 
-class TestShippedSingleOutputModel:
-    def test_it_has_no_ood_output_so_the_fields_are_null(self, predictor, demo_image_paths):
-        result = predictor.predict_source(demo_image_paths[0])
+@pytest.fixture(scope="module")
+def baseline():
+    """The first shipped model: one output, no OOD branch, no named Grad-CAM layer."""
+    return Predictor.from_dir(MODELS_DIR / "baseline-cnn-v1")
+
+
+class TestSingleOutputModel:
+    def test_it_has_no_ood_output_so_the_fields_are_null(self, baseline, demo_image_paths):
+        result = baseline.predict_source(demo_image_paths[0])
         assert (result.ood_distance, result.out_of_distribution) == (None, None)
 
-    def test_its_heatmap_uses_the_last_conv_layer(self, predictor, demo_image_paths):
-        assert predictor.gradcam_layer == "conv2d"  # chosen automatically: no gradcam_layer in its metadata
-        heat = predictor.heatmap(predictor.preprocess(demo_image_paths[0]))
-        assert heat.shape == (predictor.input_size, predictor.input_size)
+    def test_its_heatmap_uses_the_last_conv_layer(self, baseline, demo_image_paths):
+        # Chosen automatically (no gradcam_layer in its metadata): the last
+        # spatial feature map that is not a pooling layer.
+        import keras
+
+        assert "gradcam_layer" not in baseline.metadata
+        chosen = baseline.model.get_layer(baseline.gradcam_layer)
+        assert len(chosen.output.shape) == 4 and not isinstance(chosen, keras.layers.MaxPooling2D)
+        heat = baseline.heatmap(baseline.preprocess(demo_image_paths[0]))
+        assert heat.shape == (baseline.input_size, baseline.input_size)
         assert heat.dtype == np.float32
         assert 0.0 <= heat.min() and heat.max() <= 1.0
 
@@ -202,8 +222,9 @@ class TestContract:
         with pytest.raises(ModelFileError, match="gradcam_layer 'head_relu'"):
             Predictor.from_dir(model_copy)
 
-    def test_a_gradcam_layer_must_be_spatial(self, model_copy):
-        edit_metadata(model_copy, gradcam_layer="dense")
+    def test_a_gradcam_layer_must_be_spatial(self, model_copy, predictor):
+        flat = next(layer.name for layer in predictor.model.layers if len(layer.output.shape) == 2)
+        edit_metadata(model_copy, gradcam_layer=flat)
         with pytest.raises(ModelFileError, match="not \\(N, H, W, C\\)"):
             Predictor.from_dir(model_copy)
 
