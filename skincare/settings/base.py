@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "cases",
     "inference",
@@ -74,8 +76,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     # The web server and the worker write to the same file: wait for the
-    # other's lock instead of failing with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # other's lock instead of failing with "database is locked". IMMEDIATE
+    # transactions take the write lock up front, so two writers queue rather
+    # than deadlock when a reader upgrades to a writer.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -197,7 +201,54 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
 
+# Cache: throttling counters (DRF) live here. Shared between processes only
+# with CACHE_URL set (e.g. redis://redis:6379/1); the default is per process.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# The REST API for mobile apps (cases/api, docs/api.md).
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Bearer first: its challenge is the WWW-Authenticate header of a 401.
+        "cases.api.authentication.DeviceTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # browsable API; enforces CSRF
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "cases.api.throttling.UserThrottle",
+        "cases.api.throttling.TokenThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env("SKINCARE_API_USER_RATE", default="600/min"),
+        "token": env("SKINCARE_API_TOKEN_RATE", default="300/min"),
+        "uploads": env("SKINCARE_API_UPLOAD_RATE", default="120/min"),
+        "auth": env("SKINCARE_API_AUTH_RATE", default="10/min"),
+    },
+    "DEFAULT_PAGINATION_CLASS": "cases.api.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "cases.api.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# Device tokens for the apps expire this many days after they were issued.
+SKINCARE_API_TOKEN_DAYS = env.int("SKINCARE_API_TOKEN_DAYS", default=30)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "skincare API",
+    "DESCRIPTION": "Patients, lesions, lesion images, predictions and reviews for mobile apps. See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cases.api.schema.add_error_responses",
+    ],
 }

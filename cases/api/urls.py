@@ -1,0 +1,35 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from . import views
+
+app_name = "api"
+
+v1 = [
+    path("auth/tokens", views.TokenListCreateView.as_view(), name="tokens"),
+    path("auth/tokens/<uuid:token_id>", views.TokenDetailView.as_view(), name="token-detail"),
+    path("clinics", views.ClinicListView.as_view(), name="clinics"),
+    path("patients", views.PatientListCreateView.as_view(), name="patients"),
+    path("patients/<uuid:patient_id>", views.PatientDetailView.as_view(), name="patient-detail"),
+    path("patients/<uuid:patient_id>/lesions", views.LesionListCreateView.as_view(), name="patient-lesions"),
+    path("lesions/<uuid:lesion_id>", views.LesionDetailView.as_view(), name="lesion-detail"),
+    path("lesions/<uuid:lesion_id>/images", views.ImageListCreateView.as_view(), name="lesion-images"),
+    path("images/<uuid:image_id>", views.ImageDetailView.as_view(), name="image-detail"),
+    path("images/<uuid:image_id>/file", views.ImageFileView.as_view(), name="image-file"),
+    path("images/<uuid:image_id>/reviews", views.ReviewListCreateView.as_view(), name="image-reviews"),
+    path("predictions/<uuid:prediction_id>/heatmap", views.PredictionHeatmapView.as_view(), name="prediction-heatmap"),
+]
+
+# The schema and its viewers are public (they hold no clinical data) and
+# served from local static files (drf-spectacular-sidecar): no CDN.
+docs = {"authentication_classes": [], "permission_classes": []}
+urlpatterns = [
+    path("v1/", include(v1)),
+    path("schema/", SpectacularAPIView.as_view(**docs), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", **docs), name="docs"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(url_name="api:schema", template_name="api/redoc.html", **docs),
+        name="redoc",
+    ),
+]
