@@ -64,10 +64,7 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO) -> Image.Image:
                     f"at most {MAX_PIXELS // 1_000_000} megapixels are accepted"
                 )
             if min(img.size) < MIN_SIDE:
-                raise ImageError(
-                    f"image is {img.width}x{img.height} pixels; "
-                    f"each side must be at least {MIN_SIDE}"
-                )
+                raise ImageError(f"image is {img.width}x{img.height} pixels; each side must be at least {MIN_SIDE}")
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
