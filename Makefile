@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench lock services clean
+.PHONY: demo test lint bench lock services chromium clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,14 @@ $(VENV)/.installed-dev: requirements/base.txt requirements/ml.txt requirements/d
 demo: $(VENV)/.installed-ml  ## set up and run web + worker with demo data and the shipped model
 	scripts/demo.sh
 
-test: $(VENV)/.installed-dev services  ## set up and run the whole test suite (PostgreSQL + Redis)
+test: $(VENV)/.installed-dev services chromium  ## set up and run the whole test suite (PostgreSQL + Redis + chromium)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 services:  ## start PostgreSQL and Redis if installed but not running
 	scripts/services.sh
+
+chromium:  ## Debian's chromium for the browser tests
+	scripts/chromium.sh
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .

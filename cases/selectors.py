@@ -1,10 +1,25 @@
 """Reads that pages and the API share. Every one starts from cases.permissions."""
 
-from django.db.models import Prefetch
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    OuterRef,
+    Prefetch,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 
 from inference.models import Prediction
 
 from . import permissions
+from .models import Review
 
 
 def recent_images_for(user, *, limit=50):
@@ -19,4 +34,116 @@ def recent_images_for(user, *, limit=50):
             )
         )
         .order_by("-uploaded_at")[:limit]
+    )
+
+
+def _latest_prediction():
+    return Prediction.objects.filter(image=OuterRef("pk")).order_by("-queued_at")
+
+
+def _predictions_prefetch():
+    return Prefetch(
+        "predictions",
+        queryset=Prediction.objects.select_related("model_version").order_by("-queued_at"),
+    )
+
+
+# Worklist order as one number per prediction: its band times two, minus its
+# probability of melanoma, so one correlated subquery both bands and ranks.
+# Bands: malignant 0, uncertain 1, no label yet (pending, running, failed) 2,
+# benign 3; an image without any prediction sorts with the unlabelled.
+_BAND = Case(
+    When(label=Prediction.Label.MALIGNANT, then=Value(0.0)),
+    When(label=Prediction.Label.UNCERTAIN, then=Value(2.0)),
+    When(label=Prediction.Label.BENIGN, then=Value(6.0)),
+    default=Value(4.0),
+    output_field=FloatField(),
+)
+_NO_PREDICTION_KEY = 5.0
+
+
+def _latest_prediction_has(**fields):
+    """The image's latest prediction matches ``fields`` (a semi-join the planner estimates well)."""
+    newer = Prediction.objects.filter(image=OuterRef("image"), queued_at__gt=OuterRef("queued_at"))
+    return Exists(Prediction.objects.filter(image=OuterRef("pk"), **fields).filter(~Exists(newer)))
+
+
+def worklist_for(user, *, status="", risk="", clinic=None, uploaded_from=None, uploaded_to=None):
+    """Images in ``user``'s clinics that nobody has reviewed yet, highest risk first.
+
+    Malignant, then uncertain, then images still without a label (pending,
+    running, failed, no model), then benign; within a band by probability of
+    melanoma (highest first), then oldest upload first. Everything is read
+    from each image's latest prediction.
+    """
+    latest = _latest_prediction()
+    images = permissions.images_visible_to(user).filter(~Exists(Review.objects.filter(image=OuterRef("pk"))))
+    if status == "none":
+        images = images.filter(~Exists(Prediction.objects.filter(image=OuterRef("pk"))))
+    elif status:
+        images = images.filter(_latest_prediction_has(status=status))
+    if risk:
+        images = images.filter(_latest_prediction_has(label=risk))
+    if clinic is not None:
+        images = images.filter(lesion__patient__clinic=clinic)
+    if uploaded_from:
+        images = images.filter(uploaded_at__date__gte=uploaded_from)
+    if uploaded_to:
+        images = images.filter(uploaded_at__date__lte=uploaded_to)
+    sort_key = latest.annotate(
+        key=ExpressionWrapper(_BAND + Value(1.0) - Coalesce(F("probability_malignant"), Value(0.0)), FloatField())
+    ).values("key")[:1]
+    return (
+        images.annotate(risk_key=Coalesce(Subquery(sort_key, output_field=FloatField()), Value(_NO_PREDICTION_KEY)))
+        .select_related("lesion__patient__clinic")
+        .prefetch_related(_predictions_prefetch())
+        .order_by("risk_key", "uploaded_at", "pk")
+    )
+
+
+def worklist_counts(user):
+    """How many unreviewed images per risk band (one query)."""
+    latest = _latest_prediction()
+    rows = (
+        permissions.images_visible_to(user)
+        .filter(~Exists(Review.objects.filter(image=OuterRef("pk"))))
+        .annotate(prediction_label=Subquery(latest.values("label")[:1]))
+        .values("prediction_label")
+        .annotate(n=Count("pk"))
+    )
+    counts = {"malignant": 0, "uncertain": 0, "benign": 0, "unlabelled": 0}
+    for row in rows:
+        counts[row["prediction_label"] or "unlabelled"] += row["n"]
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def patients_for(user, *, query=""):
+    patients = permissions.patients_visible_to(user).select_related("clinic")
+    query = query.strip()
+    if query:
+        patients = patients.filter(
+            Q(medical_record_number__icontains=query) | Q(given_name__icontains=query) | Q(family_name__icontains=query)
+        )
+    return patients.annotate(
+        lesion_count=Count("lesions", distinct=True), image_count=Count("lesions__images", distinct=True)
+    ).order_by("family_name", "given_name", "pk")
+
+
+def lesions_of(patient):
+    """A patient's lesions with their images (by capture date), predictions and reviews."""
+    from .models import Lesion, LesionImage
+
+    return (
+        Lesion.objects.filter(patient=patient)
+        .prefetch_related(
+            Prefetch(
+                "images",
+                queryset=LesionImage.objects.order_by("captured_at", "uploaded_at").prefetch_related(
+                    _predictions_prefetch(),
+                    Prefetch("reviews", queryset=Review.objects.select_related("reviewer").order_by("created_at")),
+                ),
+            )
+        )
+        .order_by("created_at")
     )

@@ -59,6 +59,32 @@ def create_patient(
     return patient
 
 
+def update_patient(
+    *,
+    user,
+    patient,
+    medical_record_number,
+    given_name,
+    family_name,
+    date_of_birth,
+    sex=Patient.Sex.UNKNOWN,
+    fitzpatrick_skin_type=None,
+) -> Patient:
+    """Change a patient's demographics (the clinic never changes)."""
+    _require_member(user, patient.clinic)
+    if date_of_birth > timezone.localdate():
+        raise ValidationError({"date_of_birth": "The date of birth is in the future."})
+    patient.medical_record_number = medical_record_number.strip()
+    patient.given_name = given_name.strip()
+    patient.family_name = family_name.strip()
+    patient.date_of_birth = date_of_birth
+    patient.sex = sex
+    patient.fitzpatrick_skin_type = fitzpatrick_skin_type
+    patient.full_clean()
+    patient.save()
+    return patient
+
+
 def create_lesion(*, user, patient, anatomical_site, description="") -> Lesion:
     _require_member(user, patient.clinic)
     lesion = Lesion(patient=patient, anatomical_site=anatomical_site, description=description)

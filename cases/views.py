@@ -1,29 +1,284 @@
+"""The clinician portal: server-rendered pages, HTMX for live prediction status.
+
+Every record is looked up through cases.permissions (404 outside the user's
+clinics) and every write goes through cases.services.
+"""
+
+from collections import OrderedDict
+from datetime import datetime, time
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from inference.models import OUT_OF_DISTRIBUTION_WARNING
+from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
 
-from . import permissions, selectors
+from . import permissions, selectors, services
+from .forms import PatientForm, ReviewForm, UploadForm, WorklistFilterForm
+from .imagemeta import strip_metadata
+from .models import AnatomicalSite
+
+WORKLIST_PAGE_SIZE = 25
+PATIENTS_PAGE_SIZE = 25
+FINISHED = {Prediction.Status.SUCCEEDED, Prediction.Status.FAILED}
+
+
+def _apply_errors(form, exc):
+    """Put a service's ValidationError next to the matching form field."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            if field == NON_FIELD_ERRORS and any(e.code == "unique_together" for e in errors):
+                field = "medical_record_number" if "medical_record_number" in form.fields else None
+            target = field if field in form.fields else None
+            for error in errors:
+                form.add_error(target, error)
+    else:
+        form.add_error(None, exc)
 
 
 @login_required
 @require_GET
 def home(request):
-    images = selectors.recent_images_for(request.user)
-    return render(request, "cases/home.html", {"images": images, "ood_warning": OUT_OF_DISTRIBUTION_WARNING})
+    """The worklist: unreviewed images in the user's clinics, highest risk first."""
+    clinics = list(permissions.clinics_of(request.user))
+    form = WorklistFilterForm(request.GET or None, clinics=clinics)
+    filters = {}
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        filters = {
+            "status": data["status"],
+            "risk": data["risk"],
+            "clinic": form.clinics.get(data["clinic"]),
+            "uploaded_from": data["uploaded_from"],
+            "uploaded_to": data["uploaded_to"],
+        }
+    page = Paginator(selectors.worklist_for(request.user, **filters), WORKLIST_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "cases/home.html",
+        {
+            "form": form,
+            "page": page,
+            "counts": selectors.worklist_counts(request.user),
+            "filter_query": query.urlencode(),
+            "filtered": bool(filters) and any(filters.values()),
+            "ood_warning": OUT_OF_DISTRIBUTION_WARNING,
+            "now": timezone.now(),
+        },
+    )
+
+
+@login_required
+@require_GET
+def patient_list(request):
+    query = request.GET.get("q", "")
+    page = Paginator(selectors.patients_for(request.user, query=query), PATIENTS_PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "cases/patient_list.html", {"page": page, "q": query})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_create(request):
+    clinics = list(permissions.clinics_of(request.user))
+    if not clinics:
+        raise Http404("You are not a member of any clinic.")
+    form = PatientForm(request.POST or None, clinics=clinics)
+    if request.method == "POST" and form.is_valid():
+        try:
+            patient = services.create_patient(user=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, f"Patient {patient.given_name} {patient.family_name} created.")
+            return redirect("cases:patient-detail", patient_id=patient.pk)
+    return render(request, "cases/patient_form.html", {"form": form, "patient": None})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_edit(request, patient_id):
+    patient = permissions.get_patient_or_404(request.user, patient_id)
+    initial = {
+        field: getattr(patient, field)
+        for field in (
+            "medical_record_number",
+            "given_name",
+            "family_name",
+            "date_of_birth",
+            "sex",
+            "fitzpatrick_skin_type",
+        )
+    }
+    form = PatientForm(request.POST or None, clinics=[patient.clinic], patient=patient, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                services.update_patient(user=request.user, patient=patient, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+            patient.refresh_from_db()
+        else:
+            messages.success(request, "Patient details saved.")
+            return redirect("cases:patient-detail", patient_id=patient.pk)
+    return render(request, "cases/patient_form.html", {"form": form, "patient": patient})
+
+
+@login_required
+@require_GET
+def patient_detail(request, patient_id):
+    patient = permissions.get_patient_or_404(request.user, patient_id)
+    lesions = list(selectors.lesions_of(patient))
+    groups = OrderedDict((site, []) for site in AnatomicalSite.values)
+    for lesion in lesions:
+        groups[lesion.anatomical_site].append(lesion)
+    sites = [
+        {"value": site, "label": AnatomicalSite(site).label, "lesions": items}
+        for site, items in groups.items()
+        if items
+    ]
+    counts = {site: len(items) for site, items in groups.items()}
+    return render(
+        request,
+        "cases/patient_detail.html",
+        {
+            "patient": patient,
+            "sites": sites,
+            "site_counts": counts,
+            "lesion_total": len(lesions),
+            "ood_warning": OUT_OF_DISTRIBUTION_WARNING,
+        },
+    )
+
+
+def _captured_at(day):
+    if day == timezone.localdate():
+        return timezone.now()
+    return timezone.make_aware(datetime.combine(day, time(12, 0)))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def upload(request, patient_id):
+    patient = permissions.get_patient_or_404(request.user, patient_id)
+    lesions = list(patient.lesions.order_by("created_at"))
+    form = UploadForm(request.POST or None, request.FILES or None, lesions=lesions)
+    if request.GET.get("lesion") in form.lesions and not form.is_bound:
+        form.fields["lesion"].initial = request.GET["lesion"]
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            # All or nothing: a failure on the third file leaves no lesion and
+            # no image behind (and queues nothing: tasks are sent on commit).
+            with transaction.atomic():
+                lesion = data["lesion"] or services.create_lesion(
+                    user=request.user,
+                    patient=patient,
+                    anatomical_site=data["anatomical_site"],
+                    description=data["description"],
+                )
+                captured_at = _captured_at(data["captured_on"])
+                for upload_file in data["images"]:
+                    services.add_lesion_image(
+                        uploader=request.user,
+                        lesion=lesion,
+                        file=upload_file,
+                        modality=data["modality"],
+                        captured_at=captured_at,
+                    )
+        except ValidationError as exc:
+            if hasattr(exc, "error_dict"):
+                exc = ValidationError(
+                    {("captured_on" if k == "captured_at" else k): v for k, v in exc.error_dict.items()}
+                )
+                _apply_errors(form, exc)
+            else:
+                form.add_error("images", exc)
+        else:
+            count = len(data["images"])
+            messages.success(
+                request,
+                f"{count} image{'s' if count != 1 else ''} uploaded. "
+                "Predictions appear here as soon as they are ready.",
+            )
+            return redirect(f"{reverse('cases:patient-detail', args=[patient.pk])}#lesion-{lesion.pk}")
+    max_mb = settings.SKINCARE_MAX_UPLOAD_BYTES // 1_000_000
+    return render(request, "cases/upload.html", {"patient": patient, "form": form, "max_mb": max_mb})
+
+
+def _image_context(request, image):
+    predictions = list(image.predictions.select_related("model_version").order_by("-queued_at"))
+    return {
+        "image": image,
+        "patient": image.lesion.patient,
+        "prediction": predictions[0] if predictions else None,
+        "reviews": image.reviews.select_related("reviewer").order_by("created_at"),
+        "ood_warning": OUT_OF_DISTRIBUTION_WARNING,
+    }
+
+
+@login_required
+@require_GET
+def image_detail(request, image_id):
+    image = permissions.get_image_or_404(request.user, image_id)
+    return render(request, "cases/image_detail.html", {**_image_context(request, image), "form": ReviewForm()})
+
+
+@login_required
+@require_POST
+def image_review(request, image_id):
+    image = permissions.get_image_or_404(request.user, image_id)
+    form = ReviewForm(request.POST)
+    if form.is_valid():
+        try:
+            services.add_review(reviewer=request.user, image=image, **form.cleaned_data)
+        except ValidationError as exc:
+            _apply_errors(form, exc)
+        else:
+            messages.success(request, "Review saved. The image has left the worklist.")
+            return redirect(f"{reverse('cases:image-detail', args=[image.pk])}#reviews")
+    context = {**_image_context(request, image), "form": form}
+    return render(request, "cases/image_detail.html", context, status=400)
+
+
+@login_required
+@require_GET
+def image_status(request, image_id):
+    """The prediction panel as a fragment; it polls itself until the prediction finishes."""
+    image = permissions.get_image_or_404(request.user, image_id)
+    context = _image_context(request, image)
+    context["compact"] = request.GET.get("compact") == "1"
+    return render(request, "cases/_prediction.html", context)
 
 
 @login_required
 @require_GET
 def image_file(request, image_id):
-    """The image's bytes, for users who may see its patient; 404 for anyone else."""
+    """The image's bytes, for users who may see its patient; 404 for anyone else.
+
+    Served without its metadata (EXIF GPS, device serials, XMP, comments).
+    """
     image = permissions.get_image_or_404(request.user, image_id)
     content_type = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(image.image_format, "application/octet-stream")
-    response = FileResponse(image.image.open("rb"), content_type=content_type)
+    with image.image.open("rb") as fh:
+        data = strip_metadata(fh.read(), image.image_format)
+    response = HttpResponse(data, content_type=content_type)
     # Clinical images must not linger in shared or proxy caches.
     response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
@@ -31,6 +286,8 @@ def image_file(request, image_id):
 @require_GET
 def prediction_heatmap(request, prediction_id):
     """The prediction's Grad-CAM overlay (PNG), for users who may see its image; 404 otherwise."""
+    from django.http import FileResponse
+
     prediction = permissions.get_prediction_or_404(request.user, prediction_id)
     if not prediction.heatmap:
         raise Http404("This prediction has no heatmap.")

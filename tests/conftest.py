@@ -116,8 +116,9 @@ def active_model(db, model_dir):
 
 
 SYNTHETIC_SIZE = 32
-# A black image lies at distance 0 (in distribution), a white one far beyond
-# this threshold; the demo images fall either side of it.
+# A black image lies at distance 0, a white one far beyond this threshold;
+# the demo images fall either side of it. (Flat images are flagged anyway by
+# the runtime's quality gate, whatever the model's distance.)
 SYNTHETIC_OOD_THRESHOLD = 1.2
 
 
@@ -180,6 +181,23 @@ def synthetic_model_dir(tmp_path_factory):
 def synthetic_model(db, synthetic_model_dir):
     """The synthetic two-output model as the active ModelVersion."""
     return register_for_test(synthetic_model_dir)
+
+
+BASELINE_DIR = Path(settings.BASE_DIR) / "models" / "baseline-cnn-v1"
+
+
+@pytest.fixture
+def baseline_model(db):
+    """The first shipped model (one output, no OOD detector) as the active ModelVersion."""
+    return register_for_test(BASELINE_DIR)
+
+
+@pytest.fixture
+def baseline_copy(tmp_path):
+    """A writable copy of the single-output baseline model folder."""
+    target = tmp_path / "baseline"
+    shutil.copytree(BASELINE_DIR, target)
+    return target
 
 
 @pytest.fixture

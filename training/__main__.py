@@ -1,4 +1,9 @@
-"""``python -m training train --data DIR --out OUTDIR ...``: see docs/training.md."""
+"""``python -m training train|train-transfer --data DIR --out OUTDIR ...``: see docs/training.md.
+
+``train`` is the from-scratch baseline CNN; ``train-transfer`` the shipped
+model (frozen ImageNet MobileNetV2 features, calibrated logistic head,
+out-of-distribution detector; ``python -m training train-transfer --help``).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cross-validate the baseline CNN on DIR (subfolders benign/ and malignant/), "
         "choose the threshold on out-of-fold predictions, fit on all images and write OUTDIR.",
     )
+    sub.add_parser(
+        "train-transfer",
+        help="the shipped model: frozen ImageNet MobileNetV2 + calibrated head + OOD detector",
+        add_help=False,
+    )
     train.add_argument("--data", type=Path, required=True, help="folder with benign/ and malignant/ subfolders")
     train.add_argument("--out", type=Path, required=True, help="output folder (created; files are overwritten)")
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs per fit (default %(default)s)")
@@ -38,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     # Quiet TensorFlow's C++ start-up chatter unless the caller asked for it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train-transfer"]:
+        from .transfer import main as transfer_main
+
+        return transfer_main(argv[1:], prog="python -m training train-transfer")
     args = build_parser().parse_args(argv)
     from .train import TrainConfig, default_command, run
 

@@ -73,9 +73,10 @@ class TestHome:
         page = client.get("/").content.decode()
         assert (OUT_OF_DISTRIBUTION_WARNING in page) is bool(flagged)
 
-    def test_it_links_the_heatmap(self, client, owner, prediction):
+    def test_the_image_page_overlays_the_heatmap(self, client, owner, prediction):
         client.force_login(owner)
-        assert heatmap_url(prediction) in client.get("/").content.decode()
+        page = client.get(reverse("cases:image-detail", args=[prediction.image.pk])).content.decode()
+        assert heatmap_url(prediction) in page
 
 
 def test_the_admin_shows_a_prediction_with_its_new_fields(admin_client, prediction):

@@ -1,0 +1,69 @@
+"""Temperature scaling, threshold and uncertainty band (synthetic data, no TF)."""
+
+import numpy as np
+import pytest
+
+from training import calibration
+from training.metrics import binary_metrics, expected_calibration_error
+
+
+def synthetic(n=4000, seed=0, overconfidence=3.0):
+    """Labels drawn from a true logit; the 'model' reports that logit x3 (overconfident)."""
+    rng = np.random.default_rng(seed)
+    true_logit = rng.normal(0, 2.0, n)
+    y = (rng.random(n) < calibration.sigmoid(true_logit)).astype(int)
+    return true_logit * overconfidence, y
+
+
+def test_temperature_recovers_overconfidence_and_reduces_ece():
+    logits, y = synthetic()
+    t = calibration.fit_temperature(logits, y)
+    assert 2.4 < t < 3.6
+    before = expected_calibration_error(y, calibration.sigmoid(logits))
+    after = expected_calibration_error(y, calibration.apply_temperature(logits, t))
+    assert after < before / 2
+    assert calibration.nll(logits, y, t) < calibration.nll(logits, y)
+
+
+def test_temperature_keeps_ranking():
+    logits, y = synthetic(seed=1)
+    t = calibration.fit_temperature(logits, y)
+    p0 = calibration.sigmoid(logits)
+    p1 = calibration.apply_temperature(logits, t)
+    assert np.array_equal(np.argsort(p0, kind="stable"), np.argsort(p1, kind="stable"))
+
+
+@pytest.mark.parametrize("floor", [0.8, 0.9, 0.95])
+def test_threshold_meets_sensitivity_floor_and_is_the_highest_such(floor):
+    logits, y = synthetic(seed=2, overconfidence=1.0)
+    prob = calibration.sigmoid(logits)
+    t = calibration.choose_threshold(y, prob, floor)
+    assert binary_metrics(y, prob, t)["sensitivity"] >= floor
+    # any higher threshold (next larger malignant score) breaks the floor
+    higher = np.sort(prob[(y == 1) & (prob > t)])
+    if len(higher):
+        assert binary_metrics(y, prob, higher[0])["sensitivity"] < floor
+
+
+def test_band_contains_threshold_and_meets_targets_when_possible():
+    logits, y = synthetic(seed=3, overconfidence=1.0)
+    prob = calibration.sigmoid(logits)
+    t = calibration.choose_threshold(y, prob, 0.9)
+    band = calibration.choose_band(y, prob, t, 0.9, 0.9, max_share=0.6)
+    assert band["lo"] <= t < band["hi"]
+    assert band["targets_met"]
+    assert band["sensitivity_outside"] >= 0.9 and band["specificity_outside"] >= 0.9
+    assert band["share_in_band"] <= 0.6
+    rates = calibration.band_rates(y, prob, band["lo"], band["hi"])
+    assert rates["share_in_band"] == pytest.approx(band["share_in_band"])
+
+
+def test_band_respects_share_cap_when_targets_unreachable():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 2000)
+    prob = rng.random(2000)  # uninformative scores
+    t = calibration.choose_threshold(y, prob, 0.9)
+    band = calibration.choose_band(y, prob, t, 0.99, 0.99, max_share=0.15)
+    assert band["lo"] <= t < band["hi"]
+    assert not band["targets_met"]
+    assert band["share_in_band"] <= 0.15 + 1e-9
