@@ -122,3 +122,25 @@ def not_found(request, exception=None, *args, **kwargs):
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception, *args, **kwargs)
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """django-axes' answer once sign-in is locked: the API's JSON shape under /api/.
+
+    Elsewhere the portal's lockout page. (axes calls this for the token
+    endpoint too, which signs in with username and password.)
+    """
+    from axes.helpers import get_cool_off
+    from django.conf import settings
+    from django.shortcuts import render
+
+    cool_off = get_cool_off(request)
+    seconds = int(cool_off.total_seconds()) if cool_off else None
+    if request.path.startswith("/api/"):
+        wait = f" Try again in {seconds // 60} minutes." if seconds else ""
+        response = JsonResponse(error_body("locked_out", "Too many failed sign-ins." + wait), status=429)
+        if seconds:
+            response["Retry-After"] = str(seconds)
+        return response
+    context = {"cooloff_time": f"{seconds // 60} minutes" if seconds else None}
+    return render(request, settings.AXES_LOCKOUT_TEMPLATE, context, status=429)

@@ -69,6 +69,7 @@ AXES_FAILURE_LIMIT = env.int("SKINCARE_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("SKINCARE_LOGIN_COOLOFF_HOURS", default=0.25)  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_LOCKOUT_CALLABLE = "cases.api.errors.lockout_response"  # the JSON error shape under /api/
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 

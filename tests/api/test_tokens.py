@@ -145,3 +145,19 @@ def test_the_browsable_api_works_with_the_portal_session(owner, patient):
     session.force_login(owner)
     response = session.get("/api/v1/patients", HTTP_ACCEPT="text/html")
     assert response.status_code == 200 and b"Patient" in response.content
+
+
+def test_repeated_wrong_passwords_lock_the_account_in_the_api_error_shape(owner, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "auth": "1000/min"},
+    }
+    client = APIClient()
+    for _ in range(3):
+        sign_in(client, "owner", password="wrong")
+    response = sign_in(client, "owner")  # even the right password is refused now
+    error = assert_error(response, 429, "locked_out")
+    assert "Too many failed sign-ins" in error["message"]
+    assert int(response["Retry-After"]) > 0
+    assert not DeviceToken.objects.exists()
