@@ -8,45 +8,20 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .data import CLASS_NAMES
-from .metrics import METRIC_NAMES
+from .metrics import METRIC_LABELS, METRIC_NAMES
 from .preprocessing import PREPROCESSING_ID
+from .report import clean_json
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 
-METRIC_LABELS = {
-    "roc_auc": "ROC-AUC",
-    "accuracy": "Accuracy",
-    "balanced_accuracy": "Balanced accuracy",
-    "sensitivity": "Sensitivity (recall)",
-    "specificity": "Specificity",
-    "precision": "Precision (PPV)",
-    "f1": "F1",
-    "brier": "Brier score (lower is better)",
-    "ece": "Expected calibration error, 10 bins (lower is better)",
-}
-
-
-def _clean(value):
-    """JSON-safe copy: NaN/inf become null, numpy scalars become Python ones."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float):
-        return round(value, 6) if math.isfinite(value) else None
-    return value
-
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(_clean(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(clean_json(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def _save_inference_copy(model, path: Path) -> None:

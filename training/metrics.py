@@ -97,3 +97,17 @@ def summarise(per_fold: list[dict[str, float]], names=METRIC_NAMES) -> dict[str,
             "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
         }
     return out
+
+
+# How each metric is named in reports and model cards.
+METRIC_LABELS = {
+    "roc_auc": "ROC-AUC",
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "sensitivity": "Sensitivity (recall)",
+    "specificity": "Specificity",
+    "precision": "Precision (PPV)",
+    "f1": "F1",
+    "brier": "Brier score (lower is better)",
+    "ece": "ECE, 10 bins (lower is better)",
+}

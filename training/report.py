@@ -16,19 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import CLASS_NAMES
-from .metrics import METRIC_NAMES
-
-METRIC_LABELS = {
-    "roc_auc": "ROC-AUC",
-    "accuracy": "Accuracy",
-    "balanced_accuracy": "Balanced accuracy",
-    "sensitivity": "Sensitivity (recall)",
-    "specificity": "Specificity",
-    "precision": "Precision (PPV)",
-    "f1": "F1",
-    "brier": "Brier score (lower is better)",
-    "ece": "ECE, 10 bins (lower is better)",
-}
+from .metrics import METRIC_LABELS, METRIC_NAMES
 
 
 def clean_json(value):
