@@ -12,9 +12,11 @@ with the same key is allowed.
 
 import hashlib
 import json
+from datetime import timedelta
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -68,3 +70,13 @@ def idempotent(request, *, key, payload, perform) -> Response:
         record.response_body = json.dumps(body, cls=DjangoJSONEncoder)
         record.save(update_fields=["status_code", "response_body"])
     return Response(body, status=status)
+
+
+def delete_expired_records(*, older_than: timedelta) -> int:
+    """Forget answers older than ``older_than``: a retry after that creates anew.
+
+    Clients retry within minutes or hours; keeping every answer forever would
+    only grow the table (and keep copies of response bodies).
+    """
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted

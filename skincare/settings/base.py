@@ -175,6 +175,8 @@ SKINCARE_INFERENCE_TIME_LIMIT = env.int("SKINCARE_INFERENCE_TIME_LIMIT", default
 # Files in storage with no row (an upload whose transaction rolled back) are
 # deleted by the orphan sweeper once older than this.
 SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3600)
+# How long the API remembers an Idempotency-Key's first answer (docs/api.md).
+SKINCARE_IDEMPOTENCY_KEY_DAYS = env.int("SKINCARE_IDEMPOTENCY_KEY_DAYS", default=7)
 
 # Celery. Without CELERY_BROKER_URL the broker is a spool folder (kombu's
 # filesystem transport): no server, but still a separate worker process.
@@ -212,6 +214,10 @@ CELERY_BEAT_SCHEDULE = {
     "delete-orphan-image-files": {
         "task": "cases.tasks.delete_orphan_image_files_task",
         "schedule": 3600.0,
+    },
+    "delete-expired-idempotency-records": {
+        "task": "cases.tasks.delete_expired_idempotency_records_task",
+        "schedule": 86400.0,
     },
 }
 CELERY_TIMEZONE = TIME_ZONE

@@ -109,3 +109,19 @@ def test_racing_retries_make_exactly_one_image_and_one_prediction(owner, lesion,
     assert Prediction.objects.count() == 1
     assert IdempotencyRecord.objects.count() == 1
     assert sum(r.get("Idempotent-Replayed") == "true" for r in responses) == len(clients) - 1
+
+
+def test_answers_are_forgotten_after_the_retention_period(owner_api, lesion, jpeg_bytes, active_model):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from cases.api.idempotency import delete_expired_records
+
+    key = str(uuid.uuid4())
+    assert upload(owner_api, lesion, jpeg_bytes, HTTP_IDEMPOTENCY_KEY=key).status_code == 201
+    assert delete_expired_records(older_than=timedelta(days=7)) == 0  # fresh: kept
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(days=8))
+    assert delete_expired_records(older_than=timedelta(days=7)) == 1
+    assert not IdempotencyRecord.objects.exists()
+    assert LesionImage.objects.count() == 1  # the image itself stays
