@@ -31,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from skincare.celery import WORKER_ARGS  # noqa: E402  (after the path is set)
+
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_api_bench")
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
 PASSWORD = "bench-password-not-secret"
@@ -145,8 +147,7 @@ def main():
         if not args.no_worker:
             with worker_log.open("w") as out:
                 worker = subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "skincare", "worker", "-Q", "inference,default",
-                     "--pool", "prefork", "--concurrency", "1", "--without-gossip", "--without-mingle",
+                    [sys.executable, "-m", "celery", *WORKER_ARGS, "--without-gossip", "--without-mingle",
                      "--without-heartbeat", "--loglevel", "INFO"],
                     cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                 )  # fmt: skip

@@ -60,6 +60,8 @@ def main():
     import django
     import psycopg
 
+    from skincare.celery import WORKER_ARGS
+
     admin_url = DB_URL.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS skincare_bench WITH (FORCE)")
@@ -112,21 +114,13 @@ def main():
                 sys.executable,
                 "-m",
                 "celery",
-                "-A",
-                "skincare",
-                "worker",
-                "-Q",
-                "inference,default",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "1",
+                *WORKER_ARGS,
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
-            ],
+            ],  # fmt: skip
             cwd=REPO,
             env=env,
             stdout=out,

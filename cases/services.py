@@ -31,47 +31,28 @@ def _require_member(user, clinic):
         raise PermissionDenied("You are not a member of this patient's clinic.")
 
 
-def create_patient(
-    *,
-    user,
-    clinic,
-    medical_record_number,
-    given_name,
-    family_name,
-    date_of_birth,
-    sex=Patient.Sex.UNKNOWN,
-    fitzpatrick_skin_type=None,
-) -> Patient:
+def create_patient(*, user, clinic, **demographics) -> Patient:
+    """Add a patient to ``clinic``; see ``_save_patient`` for the fields."""
     _require_member(user, clinic)
-    if date_of_birth > timezone.localdate():
-        raise ValidationError({"date_of_birth": "The date of birth is in the future."})
-    patient = Patient(
-        clinic=clinic,
-        medical_record_number=medical_record_number.strip(),
-        given_name=given_name.strip(),
-        family_name=family_name.strip(),
-        date_of_birth=date_of_birth,
-        sex=sex,
-        fitzpatrick_skin_type=fitzpatrick_skin_type,
-    )
-    patient.full_clean()  # includes the per-clinic MRN uniqueness check
-    patient.save()
-    return patient
+    return _save_patient(Patient(clinic=clinic), **demographics)
 
 
-def update_patient(
-    *,
-    user,
-    patient,
-    medical_record_number,
-    given_name,
-    family_name,
-    date_of_birth,
-    sex=Patient.Sex.UNKNOWN,
-    fitzpatrick_skin_type=None,
-) -> Patient:
+def update_patient(*, user, patient, **demographics) -> Patient:
     """Change a patient's demographics (the clinic never changes)."""
     _require_member(user, patient.clinic)
+    return _save_patient(patient, **demographics)
+
+
+def _save_patient(
+    patient,
+    *,
+    medical_record_number,
+    given_name,
+    family_name,
+    date_of_birth,
+    sex=Patient.Sex.UNKNOWN,
+    fitzpatrick_skin_type=None,
+) -> Patient:
     if date_of_birth > timezone.localdate():
         raise ValidationError({"date_of_birth": "The date of birth is in the future."})
     patient.medical_record_number = medical_record_number.strip()
@@ -80,7 +61,7 @@ def update_patient(
     patient.date_of_birth = date_of_birth
     patient.sex = sex
     patient.fitzpatrick_skin_type = fitzpatrick_skin_type
-    patient.full_clean()
+    patient.full_clean()  # includes the per-clinic MRN uniqueness check
     patient.save()
     return patient
 

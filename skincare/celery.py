@@ -14,3 +14,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "skincare.settings.dev")
 app = Celery("skincare")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# How a worker is started everywhere Python starts one (tests, benchmarks):
+# prefork, because only it enforces hard time limits, with one pool process
+# (TensorFlow uses the cores for one image at a time; scale with workers).
+# scripts/demo.sh and docker/compose.yml spell out the same command.
+WORKER_ARGS = ["-A", "skincare", "worker", "-Q", "inference,default", "--pool", "prefork", "--concurrency", "1"]

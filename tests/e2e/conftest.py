@@ -11,8 +11,9 @@ import pytest
 import redis
 from django.conf import settings
 
+from skincare.celery import WORKER_ARGS
+
 REPO = Path(__file__).resolve().parents[2]
-QUEUES = "inference,default"
 
 
 @dataclass
@@ -57,26 +58,9 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory, broker):
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "skincare",
-        "worker",
-        "-Q",
-        QUEUES,
-        "--pool",
-        "prefork",
-        "--concurrency",
-        "1",
-        "--loglevel",
-        "INFO",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "--hostname",
-        "e2e@%h",
-    ]
+        sys.executable, "-m", "celery", *WORKER_ARGS, "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", "e2e@%h",
+    ]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     started = Worker(process, log, media)
