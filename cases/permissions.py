@@ -44,7 +44,9 @@ def reviews_visible_to(user):
 
 def predictions_visible_to(user):
     # A prediction (and its heatmap) shows the patient's image: same scope.
-    return Prediction.objects.filter(image__lesion__patient__clinic__in=_visible_clinic_ids(user))
+    # Shadow-model predictions are for admins comparing models, never for
+    # clinicians: to them such a row does not exist.
+    return Prediction.objects.clinical().filter(image__lesion__patient__clinic__in=_visible_clinic_ids(user))
 
 
 def _get_or_404(queryset, pk):

@@ -22,30 +22,27 @@ from . import permissions
 from .models import Review
 
 
+def clinical_predictions():
+    """Predictions a clinician may see, newest first: never a shadow model's."""
+    return Prediction.objects.clinical().select_related("model_version").order_by("-queued_at")
+
+
 def recent_images_for(user, *, limit=50):
     """The latest images in ``user``'s clinics, each with its predictions."""
     return (
         permissions.images_visible_to(user)
         .select_related("lesion__patient")
-        .prefetch_related(
-            Prefetch(
-                "predictions",
-                queryset=Prediction.objects.select_related("model_version").order_by("-queued_at"),
-            )
-        )
+        .prefetch_related(_predictions_prefetch())
         .order_by("-uploaded_at")[:limit]
     )
 
 
 def _latest_prediction():
-    return Prediction.objects.filter(image=OuterRef("pk")).order_by("-queued_at")
+    return Prediction.objects.clinical().filter(image=OuterRef("pk")).order_by("-queued_at")
 
 
 def _predictions_prefetch():
-    return Prefetch(
-        "predictions",
-        queryset=Prediction.objects.select_related("model_version").order_by("-queued_at"),
-    )
+    return Prefetch("predictions", queryset=clinical_predictions())
 
 
 # Worklist order as one number per prediction: its band times two, minus its
@@ -64,8 +61,9 @@ _NO_PREDICTION_KEY = 5.0
 
 def _latest_prediction_has(**fields):
     """The image's latest prediction matches ``fields`` (a semi-join the planner estimates well)."""
-    newer = Prediction.objects.filter(image=OuterRef("image"), queued_at__gt=OuterRef("queued_at"))
-    return Exists(Prediction.objects.filter(image=OuterRef("pk"), **fields).filter(~Exists(newer)))
+    clinical = Prediction.objects.clinical()
+    newer = clinical.filter(image=OuterRef("image"), queued_at__gt=OuterRef("queued_at"))
+    return Exists(clinical.filter(image=OuterRef("pk"), **fields).filter(~Exists(newer)))
 
 
 def worklist_for(user, *, status="", risk="", clinic=None, uploaded_from=None, uploaded_to=None):
@@ -79,7 +77,7 @@ def worklist_for(user, *, status="", risk="", clinic=None, uploaded_from=None, u
     latest = _latest_prediction()
     images = permissions.images_visible_to(user).filter(~Exists(Review.objects.filter(image=OuterRef("pk"))))
     if status == "none":
-        images = images.filter(~Exists(Prediction.objects.filter(image=OuterRef("pk"))))
+        images = images.filter(~Exists(Prediction.objects.clinical().filter(image=OuterRef("pk"))))
     elif status:
         images = images.filter(_latest_prediction_has(status=status))
     if risk:

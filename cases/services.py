@@ -131,7 +131,8 @@ def add_review(
 
     review = Review(
         image=image,
-        prediction=Prediction.objects.filter(image=image).order_by("-queued_at").first(),
+        # The prediction the clinician was shown: the newest non-shadow one.
+        prediction=Prediction.objects.clinical().filter(image=image).order_by("-queued_at").first(),
         reviewer=reviewer,
         verdict=verdict,
         final_diagnosis=final_diagnosis,

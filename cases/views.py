@@ -220,7 +220,7 @@ def upload(request, patient_id):
 
 
 def _image_context(request, image):
-    predictions = list(image.predictions.select_related("model_version").order_by("-queued_at"))
+    predictions = list(selectors.clinical_predictions().filter(image=image)[:1])
     return {
         "image": image,
         "patient": image.lesion.patient,

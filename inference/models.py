@@ -17,6 +17,15 @@ class ModelVersionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(is_active=True).first()
 
+    def shadow(self):
+        return self.filter(is_shadow=True).first()
+
+
+def model_artifact_path(instance, filename):
+    # Model files and their evaluation plots sit in private storage, grouped
+    # by version; nothing under it has a public URL.
+    return f"models/{instance.name}-{instance.version}/{filename}"
+
 
 class ModelVersion(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -30,7 +39,20 @@ class ModelVersion(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     # The model's whole model.json, as shipped beside the file.
     metadata = models.JSONField(default=dict, blank=True)
+    # The same network exported to ONNX, which the worker runs when present
+    # (faster to start and to run than TensorFlow); blank for Keras-only models.
+    onnx_file = models.FileField(upload_to=model_artifact_path, max_length=255, blank=True)
+    onnx_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    # What the training run wrote beside the model, shown in the admin.
+    model_card = models.TextField(blank=True)
+    evaluation = models.JSONField(default=dict, blank=True)
+    roc_curve = models.FileField(upload_to=model_artifact_path, max_length=255, blank=True)
+    reliability_diagram = models.FileField(upload_to=model_artifact_path, max_length=255, blank=True)
     is_active = models.BooleanField(default=False)
+    # A shadow model predicts every new image as well, but its predictions
+    # are never shown to clinicians: admins compare it with the active one
+    # before promoting it.
+    is_shadow = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     activated_at = models.DateTimeField(null=True, blank=True)
     registered_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
@@ -43,6 +65,12 @@ class ModelVersion(models.Model):
             models.UniqueConstraint(fields=["name", "version"], name="unique_model_name_version"),
             # At most one model is live at any moment, enforced by the database.
             models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="at_most_one_active_model"),
+            models.UniqueConstraint(fields=["is_shadow"], condition=Q(is_shadow=True), name="at_most_one_shadow_model"),
+            models.CheckConstraint(condition=~Q(is_active=True, is_shadow=True), name="active_model_is_not_shadow"),
+        ]
+        permissions = [
+            ("register_modelversion", "Can register model versions"),
+            ("activate_modelversion", "Can activate, shadow and roll back model versions"),
         ]
 
     def __str__(self):
@@ -51,6 +79,36 @@ class ModelVersion(models.Model):
     @property
     def label(self):
         return f"{self.name}-{self.version}"
+
+
+class ModelActivation(models.Model):
+    """Append-only history of which model was live (or shadow), who switched it and when.
+
+    Rollback reads it: the version active before the current one is the
+    previous ``ACTIVATED`` row's.
+    """
+
+    class Action(models.TextChoices):
+        ACTIVATED = "activated", "Activated"
+        ROLLED_BACK = "rolled_back", "Rolled back to"
+        SHADOW_STARTED = "shadow_started", "Shadow mode started"
+        SHADOW_STOPPED = "shadow_stopped", "Shadow mode stopped"
+
+    id = models.BigAutoField(primary_key=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="activations")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    # The version that was active (or shadow) just before this change.
+    previous = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.get_action_display()} {self.model_version} at {self.at:%Y-%m-%d %H:%M}"
 
 
 # The one wording of the out-of-distribution warning, wherever it is shown.
@@ -64,6 +122,10 @@ def heatmap_path(instance, filename):
 
 
 class PredictionQuerySet(models.QuerySet):
+    def clinical(self):
+        """Predictions clinicians may see: every one except a shadow model's."""
+        return self.filter(is_shadow=False)
+
     def pending(self):
         return self.filter(status=Prediction.Status.PENDING)
 
@@ -109,6 +171,15 @@ class Prediction(models.Model):
     # permission-checked view. Blank when it could not be computed.
     heatmap = models.FileField(upload_to=heatmap_path, max_length=255, blank=True)
     heatmap_ms = models.FloatField(null=True, blank=True)
+    # Made by a shadow model: kept for comparison, never shown in the portal
+    # or the API. Fixed when the row is created.
+    is_shadow = models.BooleanField(default=False)
+    # An admin asked for a specialist to look at this case.
+    flagged_for_specialist = models.BooleanField(default=False)
+    flagged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    flagged_at = models.DateTimeField(null=True, blank=True)
 
     objects = PredictionQuerySet.as_manager()
 
@@ -117,7 +188,10 @@ class Prediction(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["image", "model_version"], name="one_prediction_per_image_and_model"),
         ]
-        indexes = [models.Index(fields=["status", "queued_at"])]
+        indexes = [
+            models.Index(fields=["status", "queued_at"]),
+            models.Index(fields=["model_version", "is_shadow"]),
+        ]
 
     def __str__(self):
         return f"{self.get_status_display()} prediction {self.id}"

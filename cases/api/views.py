@@ -16,7 +16,7 @@ from rest_framework import exceptions, generics, parsers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from cases import permissions, services
+from cases import permissions, selectors, services
 from cases.models import DeviceToken
 from inference.models import Prediction
 
@@ -72,7 +72,7 @@ def _created(serializer_class, instance, request):
 
 
 def _images(user):
-    newest_first = Prefetch("predictions", queryset=Prediction.objects.select_related("model_version"))
+    newest_first = Prefetch("predictions", queryset=selectors.clinical_predictions())
     return (
         permissions.images_visible_to(user)
         .select_related("lesion", "uploaded_by")
