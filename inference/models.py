@@ -98,9 +98,7 @@ class ModelActivation(models.Model):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="activations")
     action = models.CharField(max_length=20, choices=Action.choices)
     # The version that was active (or shadow) just before this change.
-    previous = models.ForeignKey(
-        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    previous = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     at = models.DateTimeField(default=timezone.now, editable=False)
 

@@ -18,7 +18,6 @@ from rest_framework.response import Response
 
 from cases import permissions, selectors, services
 from cases.models import DeviceToken
-from inference.models import Prediction
 
 from . import idempotency
 from .authentication import DeviceTokenAuthentication
