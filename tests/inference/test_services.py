@@ -12,7 +12,7 @@ from django.utils import timezone
 from PIL import Image
 
 from cases import services as case_services
-from inference import services
+from inference import registry, services
 from inference.models import ModelVersion, Prediction, heatmap_path
 from inference.runtime import Predictor
 from tests.conftest import SYNTHETIC_SIZE, edit_metadata
@@ -195,7 +195,7 @@ class TestRequeueStale:
             uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes), modality="dermoscopic"
         )
         assert not image.predictions.exists()
-        services.register_model_version(model_dir=model_dir, activate=True)
+        registry.register_model_version(model_dir=model_dir, activate=True)
         assert services.requeue_stale_predictions(older_than=timedelta(0)) == 1
         assert image.predictions.get().status == Prediction.Status.PENDING
 
@@ -207,38 +207,38 @@ class TestRequeueStale:
 
 class TestRegisterModel:
     def test_it_registers_verifies_and_activates_the_shipped_model(self, model_dir):
-        version, created = services.register_model_version(model_dir=model_dir, activate=True)
+        version, created = registry.register_model_version(model_dir=model_dir, activate=True)
         assert created and version.is_active
         assert len(version.sha256) == 64
         assert version.file.read()[:2] == b"PK"  # a .keras archive, copied into storage
 
     def test_registering_again_is_a_no_op(self, model_dir):
-        first, _ = services.register_model_version(model_dir=model_dir)
-        second, created = services.register_model_version(model_dir=model_dir)
+        first, _ = registry.register_model_version(model_dir=model_dir)
+        second, created = registry.register_model_version(model_dir=model_dir)
         assert not created and first == second
         assert ModelVersion.objects.count() == 1
 
     def test_activation_leaves_exactly_one_active(self, model_dir, model_copy):
-        old, _ = services.register_model_version(model_dir=model_dir, activate=True)
+        old, _ = registry.register_model_version(model_dir=model_dir, activate=True)
         edit_metadata(model_copy, version="next")
-        new, _ = services.register_model_version(model_dir=model_copy, activate=True)
+        new, _ = registry.register_model_version(model_dir=model_copy, activate=True)
         old.refresh_from_db()
         assert (old.is_active, new.is_active) == (False, True)
         assert ModelVersion.objects.active() == new
 
     def test_the_database_refuses_two_active_models(self, model_dir, model_copy):
-        services.register_model_version(model_dir=model_dir, activate=True)
+        registry.register_model_version(model_dir=model_dir, activate=True)
         edit_metadata(model_copy, version="next")
-        new, _ = services.register_model_version(model_dir=model_copy)
+        new, _ = registry.register_model_version(model_dir=model_copy)
         with pytest.raises(IntegrityError), transaction.atomic():
             ModelVersion.objects.filter(pk=new.pk).update(is_active=True)
 
     def test_a_changed_file_under_the_same_version_is_refused(self, model_dir, model_copy):
-        services.register_model_version(model_dir=model_dir)
+        registry.register_model_version(model_dir=model_dir)
         with open(model_copy / "model.keras", "ab") as fh:
             fh.write(b"\0")
         with pytest.raises(ValidationError, match="different file"):
-            services.register_model_version(model_dir=model_copy)
+            registry.register_model_version(model_dir=model_copy)
 
     @pytest.mark.parametrize(
         "damage, message",
@@ -251,11 +251,11 @@ class TestRegisterModel:
         ids=["corrupt-file", "wrong-shape", "bad-json", "no-metadata"],
     )
     def test_a_bad_model_is_refused_and_the_active_one_stays(self, model_dir, model_copy, damage, message):
-        active, _ = services.register_model_version(model_dir=model_dir, activate=True)
+        active, _ = registry.register_model_version(model_dir=model_dir, activate=True)
         edit_metadata(model_copy, version="broken")
         damage(model_copy)
         with pytest.raises(ValidationError, match=message):
-            services.register_model_version(model_dir=model_copy, activate=True)
+            registry.register_model_version(model_dir=model_copy, activate=True)
         assert ModelVersion.objects.active() == active
         assert ModelVersion.objects.count() == 1
 

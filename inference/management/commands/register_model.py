@@ -1,8 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from inference.registry import register_model_version
 from inference.runtime import shipped_model_dir
-from inference.services import register_model_version
 
 
 class Command(BaseCommand):

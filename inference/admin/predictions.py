@@ -1,16 +1,8 @@
+"""Admin review of predictions: what the model said, and what clinicians made of it."""
+
 from django.contrib import admin
 
-from .models import ModelVersion, Prediction
-
-
-@admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "version", "is_active", "threshold", "input_size", "created_at", "activated_at"]
-    list_filter = ["is_active", "name"]
-    readonly_fields = [f.name for f in ModelVersion._meta.fields]
-
-    def has_add_permission(self, request):
-        return False  # registered with `manage.py register_model`, which validates the file
+from ..models import Prediction
 
 
 @admin.register(Prediction)

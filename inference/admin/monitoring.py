@@ -1,0 +1,1 @@
+"""The model monitoring page (an admin view with charts)."""
