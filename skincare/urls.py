@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    # The model monitoring page: an admin page of its own, ahead of the admin's URLs.
+    path("admin/inference/monitoring/", include("inference.admin.monitoring")),
     path("admin/", admin.site.urls),
     path("api/", include("cases.api.urls")),
     path("", include("cases.urls")),
