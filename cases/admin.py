@@ -1,27 +1,154 @@
+"""The Django admin for the clinical record, and the role rules every admin page follows.
+
+Roles in the admin come from where people work, not from model permissions
+assigned by hand: any active staff user may look at every page (read-only),
+a clinic administrator (``Membership.role``) may add, change and delete the
+records of the clinics they administer, superusers may edit everything, and
+members of the "ML admins" group manage model versions. So the ModelAdmins
+here override ``has_*_permission`` instead of relying on Django's per-model
+permissions, and a staff user with no model permissions still gets the
+read-only view. Reviews, predictions, the audit trail and model activations
+are history: nobody edits or deletes them here. Every change made here is
+written to the audit trail (``cases.audit``).
+"""
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from . import permissions, services
-from .models import Clinic, Lesion, LesionImage, Membership, Patient, Review
+from .api.tokens import revoke_token
+from .audit import HIDDEN, AuditedAdminMixin, log_action
+from .models import AuditEvent, Clinic, DeviceToken, Lesion, LesionImage, Membership, Patient, Review
 from .validation import inspect_image, read_upload
+
+
+class StaffViewMixin:
+    """Any active staff user may see the page; editing is decided by role (see the module docstring)."""
+
+    def has_module_permission(self, request):
+        return permissions.can_view_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return permissions.can_view_admin(request.user)
+
+
+class HistoryAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
+    """A record of what happened: viewable by staff, never added, changed or deleted in the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _on_autocomplete(request):
+    match = getattr(request, "resolver_match", None)
+    return match is not None and match.url_name == "autocomplete"
+
+
+class ClinicRecordAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
+    """A clinical row, editable by superusers and by the administrators of the row's clinic.
+
+    ``clinic_lookup`` is the path from a row to its clinic. Foreign keys named
+    in ``SCOPED_CHOICES`` only offer rows of the clinics the editor
+    administers, so a record can never be moved into another clinic.
+    """
+
+    clinic_lookup = "clinic"
+    # Foreign key name -> its model's path to the clinic.
+    SCOPED_CHOICES = {"clinic": "pk", "patient": "clinic", "lesion": "patient__clinic"}
+
+    def clinic_of(self, obj):
+        for name in self.clinic_lookup.split("__") if self.clinic_lookup else []:
+            obj = getattr(obj, name)
+        return obj
+
+    def has_add_permission(self, request):
+        return permissions.can_edit_any_clinic_in_admin(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return permissions.can_edit_any_clinic_in_admin(request.user)
+        return permissions.can_edit_in_admin(request.user, self.clinic_of(obj))
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        lookup = self.SCOPED_CHOICES.get(db_field.name)
+        if lookup is not None and not request.user.is_superuser:
+            administered = permissions.clinics_administered_by(request.user)
+            kwargs["queryset"] = db_field.related_model._default_manager.filter(**{f"{lookup}__in": administered})
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if _on_autocomplete(request) and not request.user.is_superuser:
+            # The choices of an edit form: only rows the editor may pick.
+            clinic_path = "pk" if not self.clinic_lookup else self.clinic_lookup
+            queryset = queryset.filter(**{f"{clinic_path}__in": permissions.clinics_administered_by(request.user)})
+        return queryset, may_have_duplicates
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
-    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+    def has_view_permission(self, request, obj=None):
+        return permissions.can_view_admin(request.user)
+
+    def has_add_permission(self, request, obj=None):
+        return permissions.can_edit_in_admin(request.user, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return permissions.can_edit_in_admin(request.user, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return permissions.can_edit_in_admin(request.user, obj)
 
 
 @admin.register(Clinic)
-class ClinicAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at"]
+class ClinicAdmin(ClinicRecordAdmin):
+    clinic_lookup = ""
+    list_display = ["name", "member_count", "created_at"]
+    list_filter = ["created_at"]
     search_fields = ["name"]
+    date_hierarchy = "created_at"
     inlines = [MembershipInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_count=Count("memberships"))
+
+    @admin.display(description="Members", ordering="member_count")
+    def member_count(self, obj):
+        return obj.member_count
+
+    def has_add_permission(self, request):
+        # A new clinic has no administrators yet.
+        return request.user.is_active and request.user.is_superuser
+
+
+@admin.register(Membership)
+class MembershipAdmin(ClinicRecordAdmin):
+    list_display = ["user", "clinic", "role", "created_at"]
+    list_filter = ["role", "clinic"]
+    list_select_related = ["user", "clinic"]
+    search_fields = ["user__username", "user__first_name", "user__last_name", "clinic__name"]
+    date_hierarchy = "created_at"
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(ClinicRecordAdmin):
     list_display = ["family_name", "given_name", "medical_record_number", "clinic", "date_of_birth"]
     list_filter = ["clinic", "sex", "fitzpatrick_skin_type"]
     list_select_related = ["clinic"]
@@ -30,12 +157,18 @@ class PatientAdmin(admin.ModelAdmin):
 
 
 @admin.register(Lesion)
-class LesionAdmin(admin.ModelAdmin):
-    list_display = ["id", "patient", "anatomical_site", "created_at"]
-    list_filter = ["anatomical_site"]
-    list_select_related = ["patient"]
+class LesionAdmin(ClinicRecordAdmin):
+    clinic_lookup = "patient__clinic"
+    list_display = ["id", "patient", "clinic", "anatomical_site", "created_at"]
+    list_filter = ["anatomical_site", "patient__clinic"]
+    list_select_related = ["patient__clinic"]
     search_fields = ["patient__family_name", "patient__medical_record_number"]
+    date_hierarchy = "created_at"
     autocomplete_fields = ["patient"]
+
+    @admin.display(description="Clinic", ordering="patient__clinic__name")
+    def clinic(self, obj):
+        return obj.patient.clinic
 
 
 class LesionImageAddForm(forms.ModelForm):
@@ -55,20 +188,41 @@ class LesionImageAddForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         lesion = cleaned.get("lesion")
-        if lesion and not permissions.can_edit_clinic_records(self.request_user, lesion.patient.clinic):
-            raise ValidationError("Only members of the patient's clinic may add images.")
+        if lesion is not None:
+            clinic = lesion.patient.clinic
+            if not permissions.can_edit_in_admin(self.request_user, clinic):
+                raise ValidationError("Only administrators of the patient's clinic may add images here.")
+            if not permissions.can_edit_clinic_records(self.request_user, clinic):
+                # The uploader is on record: it must be someone of the clinic.
+                raise ValidationError("Only members of the patient's clinic may add images.")
         return cleaned
 
 
 @admin.register(LesionImage)
-class LesionImageAdmin(admin.ModelAdmin):
+class LesionImageAdmin(ClinicRecordAdmin):
+    clinic_lookup = "lesion__patient__clinic"
     list_display = ["id", "lesion", "modality", "captured_at", "uploaded_by", "width", "height"]
-    list_filter = ["modality"]
+    list_filter = ["modality", "lesion__patient__clinic"]
     list_select_related = ["lesion__patient", "uploaded_by"]
     date_hierarchy = "uploaded_at"
-    search_fields = ["sha256", "lesion__patient__medical_record_number"]
+    search_fields = ["=id", "sha256", "lesion__patient__medical_record_number"]
     autocomplete_fields = ["lesion"]
-    readonly_fields = ["image", "image_format", "sha256", "width", "height", "byte_size", "uploaded_by", "uploaded_at"]
+    # The stored file by name only: images are served by permission-checked views, never a media URL.
+    exclude = ["image"]
+    readonly_fields = [
+        "stored_file",
+        "image_format",
+        "sha256",
+        "width",
+        "height",
+        "byte_size",
+        "uploaded_by",
+        "uploaded_at",
+    ]
+
+    @admin.display(description="Stored file")
+    def stored_file(self, obj):
+        return obj.image.name
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -111,18 +265,130 @@ class LesionImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
-    list_display = ["image", "reviewer", "verdict", "final_diagnosis", "biopsy_requested", "created_at"]
-    list_filter = ["verdict", "final_diagnosis", "biopsy_requested", "histopathology_result"]
-    list_select_related = ["image", "reviewer"]
+class ReviewAdmin(HistoryAdmin):
+    # Reviews are appended, never edited: a changed opinion is a new review.
+    list_display = ["image", "clinic", "reviewer", "verdict", "final_diagnosis", "histopathology_result", "created_at"]
+    list_filter = [
+        "verdict",
+        "final_diagnosis",
+        "biopsy_requested",
+        "histopathology_result",
+        "image__lesion__patient__clinic",
+    ]
+    list_select_related = ["image__lesion__patient__clinic", "reviewer"]
+    search_fields = ["=image__id", "reviewer__username", "image__lesion__patient__medical_record_number"]
     date_hierarchy = "created_at"
 
-    # Reviews are history: never edited or deleted here.
-    def has_change_permission(self, request, obj=None):
-        return False
+    @admin.display(description="Clinic", ordering="image__lesion__patient__clinic__name")
+    def clinic(self, obj):
+        return obj.image.lesion.patient.clinic
 
-    def has_delete_permission(self, request, obj=None):
-        return False
 
-    def has_add_permission(self, request):
-        return False
+class TokenStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("usable", "Usable"), ("revoked", "Revoked"), ("expired", "Expired")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "usable":
+            return queryset.filter(revoked_at__isnull=True, expires_at__gt=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        return queryset
+
+
+@admin.register(DeviceToken)
+class DeviceTokenAdmin(HistoryAdmin):
+    """API tokens: listed and revoked here, issued only by the API (the secret is shown once, there)."""
+
+    list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at", "usable"]
+    list_filter = [TokenStateFilter, "created_at", "expires_at"]
+    list_select_related = ["user"]
+    search_fields = ["name", "=prefix", "user__username"]
+    date_hierarchy = "created_at"
+    # Never the token hash: not on the page, not in the trail.
+    fields = ["user", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    audit_hidden_fields = ["token_hash"]
+    actions = ["revoke"]
+
+    @admin.display(boolean=True, description="Usable")
+    def usable(self, obj):
+        return obj.is_usable
+
+    def has_revoke_permission(self, request):
+        return permissions.can_edit_any_clinic_in_admin(request.user)
+
+    @admin.action(permissions=["revoke"], description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        tokens = list(queryset.select_related("user"))
+        refused = [t for t in tokens if not permissions.can_revoke_device_token_in_admin(request.user, t)]
+        if refused:
+            self.message_user(
+                request,
+                f"Nothing revoked: {len(refused)} of the selected tokens belong to users outside the clinics "
+                "you administer.",
+                messages.ERROR,
+            )
+            return None
+        revoked = 0
+        for token in tokens:
+            if token.revoked_at is not None:
+                continue
+            revoke_token(token)
+            log_action(
+                user=request.user,
+                obj=token,
+                description="Revoked",
+                changes={"revoked_at": [None, token.revoked_at.isoformat()]},
+            )
+            revoked += 1
+        self.message_user(request, f"{revoked} token{'s' if revoked != 1 else ''} revoked.", messages.SUCCESS)
+        return None
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(HistoryAdmin):
+    list_display = ["at", "user", "action", "model", "object_link", "description", "changed_fields"]
+    list_filter = ["action", "model", ("user", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["=object_id", "object_repr", "description"]
+    date_hierarchy = "at"
+    fields = ["at", "user", "action", "model", "object_id", "object_repr", "description", "changes_table"]
+    readonly_fields = fields
+
+    def history_view(self, request, object_id, extra_context=None):
+        # The trail of the trail would always be empty.
+        return admin.ModelAdmin.history_view(self, request, object_id, extra_context)
+
+    @admin.display(description="Object", ordering="object_repr")
+    def object_link(self, obj):
+        return format_html('{} <span class="quiet">({})</span>', obj.object_repr, obj.object_id)
+
+    @admin.display(description="Changed fields")
+    def changed_fields(self, obj):
+        return ", ".join(sorted(obj.changes)) if isinstance(obj.changes, dict) else ""
+
+    @admin.display(description="Changes")
+    def changes_table(self, obj):
+        if not obj.changes:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            ((name, _show(values[0]), _show(values[1])) for name, values in sorted(obj.changes.items())),
+        )
+        return format_html("<table><thead><tr><th>Field</th><th>Old</th><th>New</th></tr></thead>{}</table>", rows)
+
+
+def _show(value):
+    if value is None:
+        return "—"
+    if value == HIDDEN:
+        return "(hidden)"
+    return str(value)

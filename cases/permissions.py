@@ -76,3 +76,70 @@ def get_prediction_or_404(user, pk):
 def can_edit_clinic_records(user, clinic):
     """Clinicians and clinic admins of ``clinic`` may add patients, images and reviews."""
     return Membership.objects.filter(user=user, clinic=clinic, user__is_active=True).exists()
+
+
+# Roles in the Django admin. A role comes from Membership.role (clinic
+# admins) and from the "ML admins" group (model registry), never from model
+# permissions assigned by hand, so what a staff user may do follows from
+# where they work.
+
+ML_ADMINS_GROUP = "ML admins"
+
+
+def can_view_admin(user):
+    """Any active staff user may look at every admin page (read-only unless a role says more)."""
+    return bool(user.is_authenticated and user.is_active and user.is_staff)
+
+
+def is_ml_admin(user):
+    """May register, activate, shadow and roll back model versions (superusers always may)."""
+    return bool(user.is_authenticated and user.is_active and user.has_perm("inference.activate_modelversion"))
+
+
+def is_clinic_admin(user, clinic):
+    if not user.is_authenticated or not user.is_active or clinic is None:
+        return False
+    return Membership.objects.filter(user=user, clinic=clinic, role=Membership.Role.CLINIC_ADMIN).exists()
+
+
+def clinics_administered_by(user):
+    """Clinics whose records ``user`` may edit in the admin (every clinic for a superuser)."""
+    if not user.is_authenticated or not user.is_active:
+        return Clinic.objects.none()
+    if user.is_superuser:
+        return Clinic.objects.all()
+    return Clinic.objects.filter(memberships__user=user, memberships__role=Membership.Role.CLINIC_ADMIN)
+
+
+def can_edit_in_admin(user, clinic):
+    """May add, change and delete ``clinic``'s clinical records in the admin."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    return user.is_superuser or is_clinic_admin(user, clinic)
+
+
+def can_edit_any_clinic_in_admin(user):
+    """Sees the admin's add and change forms at all (a superuser or the admin of some clinic)."""
+    return clinics_administered_by(user).exists()
+
+
+def can_act_on_predictions_in_admin(user, predictions):
+    """Re-run or flag predictions: ML admins any, clinic admins only their own clinics' images."""
+    if is_ml_admin(user):
+        return True
+    if not user.is_authenticated or not user.is_active:
+        return False
+    ids = [prediction.pk for prediction in predictions]
+    outside = Prediction.objects.filter(pk__in=ids).exclude(
+        image__lesion__patient__clinic__in=clinics_administered_by(user)
+    )
+    return not outside.exists()
+
+
+def can_revoke_device_token_in_admin(user, token):
+    """Superusers, and administrators of a clinic the token's owner belongs to."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return Membership.objects.filter(user_id=token.user_id, clinic__in=clinics_administered_by(user)).exists()

@@ -272,6 +272,14 @@ def image_file(request, image_id):
     Served without its metadata (EXIF GPS, device serials, XMP, comments).
     """
     image = permissions.get_image_or_404(request.user, image_id)
+    return private_image_response(image)
+
+
+def private_image_response(image):
+    """An image's bytes without metadata, never cached; the caller has checked who may see it.
+
+    Shared by the portal and the admin's prediction review.
+    """
     content_type = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(image.image_format, "application/octet-stream")
     with image.image.open("rb") as fh:
         data = strip_metadata(fh.read(), image.image_format)
@@ -286,9 +294,14 @@ def image_file(request, image_id):
 @require_GET
 def prediction_heatmap(request, prediction_id):
     """The prediction's Grad-CAM overlay (PNG), for users who may see its image; 404 otherwise."""
+    prediction = permissions.get_prediction_or_404(request.user, prediction_id)
+    return private_heatmap_response(prediction)
+
+
+def private_heatmap_response(prediction):
+    """A prediction's heatmap PNG, never cached; 404 if it has none. The caller has checked access."""
     from django.http import FileResponse
 
-    prediction = permissions.get_prediction_or_404(request.user, prediction_id)
     if not prediction.heatmap:
         raise Http404("This prediction has no heatmap.")
     response = FileResponse(prediction.heatmap.open("rb"), content_type="image/png")

@@ -7,7 +7,9 @@ inference. The task module stays thin and calls ``run_prediction``.
 
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import ClassVar
 
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -35,19 +37,35 @@ def request_prediction(image, *, model_version=None):
     Idempotent: asking twice for the same (image, model version) returns the
     existing row and queues nothing new unless it is still unfinished. With
     no active model the image waits; registering and activating a model and
-    running the sweeper picks it up.
+    running the sweeper picks it up. While a shadow model exists, a request
+    for the active model also creates the shadow model's prediction
+    (``is_shadow``, never shown to clinicians), queued after the active one
+    so that clinicians never wait behind it. Returns the requested model's
+    prediction.
     """
     from .tasks import run_prediction_task
 
-    model_version = model_version or ModelVersion.objects.active()
+    live = list(ModelVersion.objects.exclude(is_active=False, is_shadow=False))  # the active and the shadow
+    active = next((version for version in live if version.is_active), None)
+    shadow = next((version for version in live if version.is_shadow), None)
+    model_version = model_version or active
     if model_version is None:
         logger.warning("No active model: image %s waits for one", image.pk)
         return None
-    prediction, created = Prediction.objects.get_or_create(image=image, model_version=model_version)
-    if created or prediction.status in (Prediction.Status.PENDING, Prediction.Status.RUNNING):
-        # delay_on_commit: a rolled-back upload never reaches a worker, and a
-        # worker never looks for a row that is not committed yet.
-        run_prediction_task.delay_on_commit(str(prediction.pk))
+
+    def get_or_queue(version, *, is_shadow):
+        prediction, created = Prediction.objects.get_or_create(
+            image=image, model_version=version, defaults={"is_shadow": is_shadow}
+        )
+        if created or prediction.status in (Prediction.Status.PENDING, Prediction.Status.RUNNING):
+            # delay_on_commit: a rolled-back upload never reaches a worker, and a
+            # worker never looks for a row that is not committed yet.
+            run_prediction_task.delay_on_commit(str(prediction.pk))
+        return prediction
+
+    prediction = get_or_queue(model_version, is_shadow=model_version == shadow)
+    if shadow is not None and model_version == active:
+        get_or_queue(shadow, is_shadow=True)
     return prediction
 
 
@@ -196,3 +214,109 @@ def requeue_stale_predictions(*, older_than: timedelta) -> int:
     if count:
         logger.warning("Re-queued %d stale predictions", count)
     return count
+
+
+@dataclass
+class RerunOutcome:
+    """What ``rerun_with_active_model`` did for one image."""
+
+    QUEUED: ClassVar[str] = "queued"  # a new prediction, or a failed one reset to pending, sent to the worker
+    ALREADY_QUEUED: ClassVar[str] = "already_queued"  # pending or running: the worker has it already
+    ALREADY_DONE: ClassVar[str] = "already_done"  # the active model has already succeeded on this image
+    PUBLISHED: ClassVar[str] = "published"  # the active model's shadow prediction, now shown to clinicians
+
+    prediction: Prediction
+    outcome: str
+    # {"field": [old, new]} for what was changed on an existing row.
+    changes: dict = field(default_factory=dict)
+
+
+def rerun_with_active_model(*, predictions, user) -> list[RerunOutcome]:
+    """Give each image behind ``predictions`` a prediction by the active model.
+
+    Idempotent, one outcome per image: an image the active model already
+    succeeded on gets nothing new; a failed prediction of the active model is
+    reset to pending and queued again; one still pending or running is left
+    to the worker. A shadow prediction made earlier by the now-active model is
+    published (``is_shadow`` cleared), so clinicians see it. New predictions
+    go through ``request_prediction``, like every upload. Raises
+    PermissionDenied unless ``user`` may act on every one of ``predictions``,
+    ValidationError when no model is active.
+    """
+    from django.core.exceptions import PermissionDenied, ValidationError
+
+    from cases import permissions
+    from cases.models import LesionImage
+
+    predictions = list(predictions)
+    if not permissions.can_act_on_predictions_in_admin(user, predictions):
+        raise PermissionDenied("You may only re-run predictions of the clinics you administer.")
+    active = ModelVersion.objects.active()
+    if active is None:
+        raise ValidationError("No model is active: activate one before re-running predictions.")
+    image_ids = list(dict.fromkeys(prediction.image_id for prediction in predictions))
+    outcomes = []
+    with transaction.atomic():
+        for image in LesionImage.objects.filter(pk__in=image_ids).order_by("pk"):
+            existing = Prediction.objects.select_for_update().filter(image=image, model_version=active).first()
+            if existing is None:
+                outcomes.append(RerunOutcome(request_prediction(image, model_version=active), RerunOutcome.QUEUED))
+                continue
+            changes = {}
+            if existing.is_shadow:
+                changes["is_shadow"] = [True, False]
+            if existing.status == Prediction.Status.FAILED:
+                changes["status"] = [Prediction.Status.FAILED.value, Prediction.Status.PENDING.value]
+                changes["error"] = [existing.error, ""]
+            if changes:
+                fields = {"is_shadow": False}
+                if "status" in changes:
+                    fields.update(
+                        status=Prediction.Status.PENDING,
+                        error="",
+                        attempts=0,
+                        queued_at=timezone.now(),
+                        started_at=None,
+                        finished_at=None,
+                    )
+                Prediction.objects.filter(pk=existing.pk).update(**fields)
+                existing.refresh_from_db()
+            if existing.status == Prediction.Status.SUCCEEDED:
+                outcome = RerunOutcome.PUBLISHED if changes else RerunOutcome.ALREADY_DONE
+            elif "status" in changes:
+                existing = request_prediction(image, model_version=active)
+                outcome = RerunOutcome.QUEUED
+            else:
+                outcome = RerunOutcome.ALREADY_QUEUED
+            outcomes.append(RerunOutcome(existing, outcome, changes))
+    return outcomes
+
+
+def flag_for_specialist(*, predictions, user) -> list[Prediction]:
+    """Flag ``predictions`` for a specialist's review; returns those newly flagged.
+
+    Idempotent: an already flagged prediction keeps who flagged it and when.
+    Raises PermissionDenied unless ``user`` may act on every one of them.
+    """
+    from django.core.exceptions import PermissionDenied
+
+    from cases import permissions
+
+    predictions = list(predictions)
+    if not permissions.can_act_on_predictions_in_admin(user, predictions):
+        raise PermissionDenied("You may only flag predictions of the clinics you administer.")
+    now = timezone.now()
+    with transaction.atomic():
+        flagged = list(
+            Prediction.objects.select_for_update()
+            .filter(pk__in=[p.pk for p in predictions], flagged_for_specialist=False)
+            .order_by("pk")
+        )
+        Prediction.objects.filter(pk__in=[p.pk for p in flagged]).update(
+            flagged_for_specialist=True, flagged_by=user, flagged_at=now
+        )
+    for prediction in flagged:
+        prediction.flagged_for_specialist = True
+        prediction.flagged_by = user
+        prediction.flagged_at = now
+    return flagged

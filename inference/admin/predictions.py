@@ -1,24 +1,415 @@
-"""Admin review of predictions: what the model said, and what clinicians made of it."""
+"""Admin review of predictions: what the model said, and what clinicians made of it.
 
-from django.contrib import admin
+One row per prediction with the image and heatmap as thumbnails (served by
+admin-only views, never a public URL), the model's output and the latest
+clinician review of the image. Predictions are the record of what a model
+said: nobody edits or deletes them here. The actions (re-run with the active
+model, flag for a specialist, export as CSV) each write to the audit trail.
+"""
 
+import csv
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Exists, OuterRef, Q, Subquery
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from cases import permissions
+from cases.admin import HistoryAdmin
+from cases.audit import log_action, log_actions
+from cases.models import Review
+from cases.views import private_heatmap_response, private_image_response
+
+from .. import services
 from ..models import Prediction
 
 
+def _latest_review(field):
+    reviews = Review.objects.filter(image=OuterRef("image")).order_by("-created_at", "-pk")
+    return Subquery(reviews.values(field)[:1])
+
+
+def with_latest_review(queryset):
+    """Each prediction with its image's latest review (verdict, diagnosis, histopathology): three subqueries, no N+1."""
+    return queryset.annotate(
+        latest_verdict=_latest_review("verdict"),
+        latest_final_diagnosis=_latest_review("final_diagnosis"),
+        latest_histopathology=_latest_review("histopathology_result"),
+    )
+
+
+def _choice_label(choices, value):
+    if not value:
+        return ""
+    return dict(choices).get(value, value)
+
+
+# Probability of melanoma in bands: (key, label, lower bound or None, upper bound or None), upper exclusive.
+PROBABILITY_BANDS = [
+    ("lt20", "< 0.2", None, 0.2),
+    ("20to50", "0.2 – 0.5", 0.2, 0.5),
+    ("50to80", "0.5 – 0.8", 0.5, 0.8),
+    ("ge80", "≥ 0.8", 0.8, None),
+]
+
+
+class ProbabilityBandFilter(admin.SimpleListFilter):
+    title = "probability of melanoma"
+    parameter_name = "probability"
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, label, _low, _high in PROBABILITY_BANDS]
+
+    def queryset(self, request, queryset):
+        for key, _label, low, high in PROBABILITY_BANDS:
+            if self.value() == key:
+                if low is not None:
+                    queryset = queryset.filter(probability_malignant__gte=low)
+                if high is not None:
+                    queryset = queryset.filter(probability_malignant__lt=high)
+                return queryset
+        return queryset
+
+
+class YesNoFilter(admin.SimpleListFilter):
+    """A filter with "Yes" and "No" whose condition is ``condition()``."""
+
+    yes_label = "Yes"
+    no_label = "No"
+
+    def condition(self):
+        raise NotImplementedError
+
+    def lookups(self, request, model_admin):
+        return [("yes", self.yes_label), ("no", self.no_label)]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(self.condition())
+        if self.value() == "no":
+            return queryset.exclude(self.condition())
+        return queryset
+
+
+class ShadowFilter(YesNoFilter):
+    title = "shown to clinicians"
+    parameter_name = "clinical"
+    yes_label = "Clinical (shown to clinicians)"
+    no_label = "Shadow model (hidden)"
+
+    def condition(self):
+        return Q(is_shadow=False)
+
+
+class ReviewedFilter(YesNoFilter):
+    title = "reviewed by a clinician"
+    parameter_name = "reviewed"
+    yes_label = "Reviewed"
+    no_label = "Not reviewed"
+
+    def condition(self):
+        return Q(Exists(Review.objects.filter(image=OuterRef("image"))))
+
+
+class DisagreementFilter(YesNoFilter):
+    title = "clinician disagreed"
+    parameter_name = "disagreement"
+    yes_label = "A clinician disagreed"
+    no_label = "No disagreement"
+
+    def condition(self):
+        return Q(Exists(Review.objects.filter(image=OuterRef("image"), verdict=Review.Verdict.DISAGREE)))
+
+
+class FailedFilter(YesNoFilter):
+    title = "failed"
+    parameter_name = "failed"
+
+    def condition(self):
+        return Q(status=Prediction.Status.FAILED)
+
+
+def _csv_safe(value):
+    """A cell a spreadsheet will not run as a formula (OWASP: CSV injection)."""
+    if value is None:
+        return ""
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
+CSV_COLUMNS = [
+    "prediction_id",
+    "image_id",
+    "patient_mrn",
+    "clinic",
+    "model_version",
+    "status",
+    "label",
+    "probability_malignant",
+    "confidence",
+    "out_of_distribution",
+    "ood_distance",
+    "shadow",
+    "flagged_for_specialist",
+    "latest_verdict",
+    "final_diagnosis",
+    "histopathology_result",
+    "queued_at",
+    "finished_at",
+]
+
+
+def _csv_row(prediction):
+    return [
+        prediction.pk,
+        prediction.image_id,
+        prediction.image.lesion.patient.medical_record_number,
+        prediction.image.lesion.patient.clinic.name,
+        prediction.model_version.label,
+        prediction.status,
+        prediction.label,
+        prediction.probability_malignant,
+        prediction.confidence,
+        prediction.out_of_distribution,
+        prediction.ood_distance,
+        prediction.is_shadow,
+        prediction.flagged_for_specialist,
+        prediction.latest_verdict,
+        prediction.latest_final_diagnosis,
+        prediction.latest_histopathology,
+        prediction.queued_at,
+        prediction.finished_at,
+    ]
+
+
+class _Echo:
+    """A file-like object whose write() returns the line, for streaming csv.writer output."""
+
+    def write(self, value):
+        return value
+
+
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
-    list_display = ["id", "image", "model_version", "status", "label", "probability_malignant", "queued_at"]
-    list_filter = ["status", "label", "model_version"]
-    list_select_related = ["image", "model_version"]
+class PredictionAdmin(HistoryAdmin):
+    list_display = [
+        "short_id",
+        "image_thumbnail",
+        "heatmap_thumbnail",
+        "label",
+        "probability",
+        "model_version",
+        "status",
+        "is_shadow",
+        "flagged_for_specialist",
+        "verdict",
+        "final_diagnosis",
+        "histopathology",
+        "queued_at",
+    ]
+    list_filter = [
+        "status",
+        "label",
+        ProbabilityBandFilter,
+        "model_version",
+        ShadowFilter,
+        ReviewedFilter,
+        DisagreementFilter,
+        FailedFilter,
+        "flagged_for_specialist",
+    ]
+    list_select_related = ["model_version", "image__lesion__patient__clinic"]
+    search_fields = ["=id", "=image__id", "image__lesion__patient__medical_record_number"]
     date_hierarchy = "queued_at"
-    readonly_fields = [f.name for f in Prediction._meta.fields]
+    list_per_page = 50
+    # The heatmap file is shown by name and preview, never as a media URL.
+    readonly_fields = [
+        "image_preview",
+        "heatmap_preview",
+        "latest_review",
+        *[f.name if f.name != "heatmap" else "heatmap_file" for f in Prediction._meta.fields],
+    ]
+    actions = ["rerun_with_active_model", "flag_for_specialist", "export_csv"]
 
-    # Predictions are the record of what a model said: read-only.
-    def has_change_permission(self, request, obj=None):
-        return False
+    def get_queryset(self, request):
+        return with_latest_review(super().get_queryset(request))
 
-    def has_add_permission(self, request):
-        return False
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:prediction_id>/image/", view(self.image_view), name="inference_prediction_image"),
+            path("<uuid:prediction_id>/heatmap/", view(self.heatmap_view), name="inference_prediction_heatmap"),
+            *super().get_urls(),
+        ]
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    # --- Bytes behind the thumbnails: staff only, never a public media URL.
+
+    def image_view(self, request, prediction_id):
+        if not permissions.can_view_admin(request.user):
+            raise PermissionDenied
+        prediction = get_object_or_404(Prediction.objects.select_related("image"), pk=prediction_id)
+        return private_image_response(prediction.image)
+
+    def heatmap_view(self, request, prediction_id):
+        if not permissions.can_view_admin(request.user):
+            raise PermissionDenied
+        return private_heatmap_response(get_object_or_404(Prediction, pk=prediction_id))
+
+    # --- Columns.
+
+    @admin.display(description="Prediction", ordering="pk")
+    def short_id(self, obj):
+        return str(obj.pk)[:8]
+
+    @admin.display(description="Image")
+    def image_thumbnail(self, obj):
+        url = reverse("admin:inference_prediction_image", args=[obj.pk])
+        return format_html('<img src="{}" alt="Lesion image" width="64" height="64" loading="lazy">', url)
+
+    @admin.display(description="Heatmap")
+    def heatmap_thumbnail(self, obj):
+        if not obj.heatmap:
+            return "—"
+        url = reverse("admin:inference_prediction_heatmap", args=[obj.pk])
+        return format_html('<img src="{}" alt="Heatmap" width="64" height="64" loading="lazy">', url)
+
+    @admin.display(description="P(melanoma)", ordering="probability_malignant")
+    def probability(self, obj):
+        return "—" if obj.probability_malignant is None else f"{obj.probability_malignant:.3f}"
+
+    @admin.display(description="Clinician's verdict", ordering="latest_verdict")
+    def verdict(self, obj):
+        return _choice_label(Review.Verdict.choices, obj.latest_verdict) or "—"
+
+    @admin.display(description="Final diagnosis", ordering="latest_final_diagnosis")
+    def final_diagnosis(self, obj):
+        return _choice_label(Review.Diagnosis.choices, obj.latest_final_diagnosis) or "—"
+
+    @admin.display(description="Histopathology", ordering="latest_histopathology")
+    def histopathology(self, obj):
+        return _choice_label(Review.Histopathology.choices, obj.latest_histopathology) or "—"
+
+    @admin.display(description="Image")
+    def image_preview(self, obj):
+        url = reverse("admin:inference_prediction_image", args=[obj.pk])
+        return format_html('<img src="{}" alt="Lesion image" style="max-width: 320px">', url)
+
+    @admin.display(description="Heatmap")
+    def heatmap_preview(self, obj):
+        if not obj.heatmap:
+            return "—"
+        url = reverse("admin:inference_prediction_heatmap", args=[obj.pk])
+        return format_html('<img src="{}" alt="Heatmap" style="max-width: 320px">', url)
+
+    @admin.display(description="Heatmap file")
+    def heatmap_file(self, obj):
+        return obj.heatmap.name or "—"
+
+    @admin.display(description="Latest review of the image")
+    def latest_review(self, obj):
+        if not obj.latest_verdict:
+            return "Not reviewed"
+        return " · ".join(
+            part
+            for part in (
+                _choice_label(Review.Verdict.choices, obj.latest_verdict),
+                _choice_label(Review.Diagnosis.choices, obj.latest_final_diagnosis),
+                _choice_label(Review.Histopathology.choices, obj.latest_histopathology),
+            )
+            if part
+        )
+
+    # --- Actions.
+
+    def has_rerun_permission(self, request):
+        user = request.user
+        return permissions.is_ml_admin(user) or permissions.can_edit_any_clinic_in_admin(user)
+
+    has_flag_permission = has_rerun_permission
+
+    def has_export_permission(self, request):
+        return permissions.can_view_admin(request.user)
+
+    @admin.action(permissions=["rerun"], description="Re-run with the active model")
+    def rerun_with_active_model(self, request, queryset):
+        try:
+            outcomes = services.rerun_with_active_model(predictions=queryset, user=request.user)
+        except PermissionDenied:
+            return self._refuse(request, "re-run")
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return None
+        counts = {}
+        for outcome in outcomes:
+            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+            if outcome.prediction is not None:
+                log_action(
+                    user=request.user,
+                    obj=outcome.prediction,
+                    description=f"Re-run with the active model: {outcome.outcome.replace('_', ' ')}",
+                    changes=outcome.changes,
+                )
+        self.message_user(request, _rerun_message(counts), messages.SUCCESS)
+        return None
+
+    @admin.action(permissions=["flag"], description="Flag for specialist review")
+    def flag_for_specialist(self, request, queryset):
+        try:
+            flagged = services.flag_for_specialist(predictions=queryset, user=request.user)
+        except PermissionDenied:
+            return self._refuse(request, "flag")
+        for prediction in flagged:
+            log_action(
+                user=request.user,
+                obj=prediction,
+                description="Flagged for specialist review",
+                changes={"flagged_for_specialist": [False, True]},
+            )
+        already = queryset.count() - len(flagged)
+        message = f"{len(flagged)} flagged for specialist review"
+        if already:
+            message += f"; {already} already flagged"
+        self.message_user(request, message + ".", messages.SUCCESS)
+        return None
+
+    @admin.action(permissions=["export"], description="Export selected as CSV")
+    def export_csv(self, request, queryset):
+        rows = Prediction.objects.filter(pk__in=queryset.values("pk"))
+        predictions = list(
+            with_latest_review(rows)
+            .select_related("model_version", "image__lesion__patient__clinic")
+            .order_by("queued_at", "pk")
+        )
+        # Who took which patient data out of the system.
+        log_actions(user=request.user, objects=predictions, description="Exported as CSV")
+        writer = csv.writer(_Echo())
+        rows = (writer.writerow([_csv_safe(v) for v in row]) for row in [CSV_COLUMNS, *map(_csv_row, predictions)])
+        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="predictions-{stamp}.csv"'
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    def _refuse(self, request, verb):
+        self.message_user(
+            request,
+            f"Nothing done: you may only {verb} predictions of images in clinics you administer.",
+            messages.ERROR,
+        )
+        return None
+
+
+def _rerun_message(counts):
+    parts = [
+        (services.RerunOutcome.QUEUED, "queued"),
+        (services.RerunOutcome.PUBLISHED, "published from shadow"),
+        (services.RerunOutcome.ALREADY_QUEUED, "already queued"),
+        (services.RerunOutcome.ALREADY_DONE, "already done"),
+    ]
+    text = ", ".join(f"{counts.get(key, 0)} {label}" for key, label in parts if counts.get(key) or key == "queued")
+    return f"Re-run with the active model: {text}."

@@ -1,22 +1,77 @@
+import datetime
 import io
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cases.models import LesionImage
+from cases import permissions
+from cases.api.tokens import issue_token
+from cases.apps import ensure_ml_admins_group
+from cases.models import AuditEvent, Clinic, DeviceToken, LesionImage, Membership, Patient, Review
 from inference.models import Prediction
+from tests import admin_helpers
 from tests.conftest import png_bytes
+from tests.factories import ClinicFactory, LesionFactory, MembershipFactory, PatientFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff_owner(owner):
-    owner.is_staff = True
-    owner.save()
-    owner.user_permissions.add(*Permission.objects.filter(codename__in=["add_lesionimage", "view_lesionimage"]))
-    return owner
+def superuser(db):
+    return admin_helpers.superuser()
+
+
+@pytest.fixture
+def ml_admin(db):
+    return admin_helpers.ml_admin()
+
+
+@pytest.fixture
+def clinic_admin(clinic):
+    """Administers the owner's clinic (clinic A) and nothing else."""
+    return admin_helpers.clinic_admin(clinic)
+
+
+@pytest.fixture
+def plain_staff(db):
+    return admin_helpers.plain_staff()
+
+
+@pytest.fixture
+def other_clinic(outsider):
+    return outsider.clinics.get()
+
+
+@pytest.fixture
+def other_patient(other_clinic):
+    return PatientFactory(clinic=other_clinic, given_name="Olga")
+
+
+def patient_form(patient, **changes):
+    data = {
+        "clinic": patient.clinic_id,
+        "medical_record_number": patient.medical_record_number,
+        "given_name": patient.given_name,
+        "family_name": patient.family_name,
+        "date_of_birth": patient.date_of_birth.isoformat(),
+        "sex": patient.sex,
+        "fitzpatrick_skin_type": patient.fitzpatrick_skin_type or "",
+    }
+    return {**data, **changes}
+
+
+def change_url(obj):
+    return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+def delete_url(obj):
+    return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_delete", args=[obj.pk])
+
+
+# --- Adding images through the service (the existing add form).
 
 
 def post_image(client, lesion, data, name="lesion.jpg"):
@@ -34,29 +89,415 @@ def post_image(client, lesion, data, name="lesion.jpg"):
     )
 
 
-def test_the_admin_adds_images_through_the_service(client, staff_owner, lesion, jpeg_bytes, active_model):
-    client.force_login(staff_owner)
+def test_the_admin_adds_images_through_the_service(client, clinic_admin, lesion, jpeg_bytes, active_model):
+    client.force_login(clinic_admin)
     response = post_image(client, lesion, jpeg_bytes)
     assert response.status_code == 302, response.content.decode()[:2000]
     image = LesionImage.objects.get()
-    assert image.uploaded_by == staff_owner
+    assert image.uploaded_by == clinic_admin
     assert Prediction.objects.filter(image=image, status="pending").exists()
+    assert AuditEvent.objects.get(model="cases.lesionimage").object_id == str(image.pk)
 
 
-def test_the_admin_shows_a_form_error_for_a_non_image(client, staff_owner, lesion):
-    client.force_login(staff_owner)
+def test_the_admin_shows_a_form_error_for_a_non_image(client, clinic_admin, lesion):
+    client.force_login(clinic_admin)
     response = post_image(client, lesion, b"just some text", name="notes.png")
     assert response.status_code == 200
     assert "not a JPEG or PNG" in response.content.decode()
     assert not LesionImage.objects.exists()
 
 
-def test_the_admin_refuses_uploads_by_non_members(client, outsider, lesion):
-    outsider.is_staff = True
-    outsider.save()
-    outsider.user_permissions.add(*Permission.objects.filter(codename__in=["add_lesionimage", "view_lesionimage"]))
-    client.force_login(outsider)
+def test_the_admin_refuses_uploads_to_another_clinics_lesion(client, lesion, other_clinic):
+    client.force_login(admin_helpers.clinic_admin(other_clinic, username="elsewhere-admin"))
+    response = post_image(client, lesion, png_bytes())
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    assert not LesionImage.objects.exists()
+
+
+def test_a_superuser_outside_the_clinic_cannot_upload_in_its_name(client, superuser, lesion):
+    client.force_login(superuser)
     response = post_image(client, lesion, png_bytes())
     assert response.status_code == 200
     assert "Only members" in response.content.decode()
     assert not LesionImage.objects.exists()
+
+
+# --- Roles: who may see and who may change.
+
+CHANGELISTS = [
+    "cases_clinic",
+    "cases_membership",
+    "cases_patient",
+    "cases_lesion",
+    "cases_lesionimage",
+    "cases_review",
+    "cases_devicetoken",
+    "cases_auditevent",
+    "inference_prediction",
+]
+
+
+@pytest.mark.parametrize("role", admin_helpers.ROLES)
+@pytest.mark.parametrize("changelist", CHANGELISTS)
+def test_every_staff_role_may_view_every_changelist(client, request, clinic, role, changelist):
+    client.force_login(request.getfixturevalue(role))
+    assert client.get(reverse(f"admin:{changelist}_changelist")).status_code == 200
+
+
+@pytest.mark.parametrize("changelist", CHANGELISTS)
+def test_a_clinician_who_is_not_staff_is_sent_to_the_admin_login(client, owner, changelist):
+    client.force_login(owner)
+    response = client.get(reverse(f"admin:{changelist}_changelist"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_plain_staff_see_the_clinical_apps_on_the_admin_index(client, plain_staff):
+    client.force_login(plain_staff)
+    page = client.get(reverse("admin:index")).content.decode()
+    assert reverse("admin:cases_patient_changelist") in page
+    assert reverse("admin:inference_prediction_changelist") in page
+
+
+def test_plain_staff_get_a_read_only_change_page(client, plain_staff, patient):
+    client.force_login(plain_staff)
+    response = client.get(change_url(patient))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert patient.medical_record_number in page
+    assert 'name="_save"' not in page
+
+
+@pytest.mark.parametrize("role", ["plain_staff", "ml_admin"])
+def test_staff_without_a_clinic_role_cannot_change_or_delete_a_patient(client, request, patient, role):
+    client.force_login(request.getfixturevalue(role))
+    assert client.post(change_url(patient), patient_form(patient, given_name="Changed")).status_code == 403
+    assert client.post(delete_url(patient), {"post": "yes"}).status_code == 403
+    assert client.get(reverse("admin:cases_patient_add")).status_code == 403
+    patient.refresh_from_db()
+    assert patient.given_name == "Jane"
+
+
+def test_a_clinic_admin_edits_a_patient_of_their_clinic(client, clinic_admin, patient):
+    client.force_login(clinic_admin)
+    response = client.post(change_url(patient), patient_form(patient, given_name="Janet"))
+    assert response.status_code == 302
+    patient.refresh_from_db()
+    assert patient.given_name == "Janet"
+
+
+def test_a_clinic_admin_cannot_edit_another_clinics_patient(client, clinic_admin, other_patient):
+    client.force_login(clinic_admin)
+    page = client.get(change_url(other_patient))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    response = client.post(change_url(other_patient), patient_form(other_patient, given_name="Changed"))
+    assert response.status_code == 403
+    assert client.post(delete_url(other_patient), {"post": "yes"}).status_code == 403
+    other_patient.refresh_from_db()
+    assert other_patient.given_name == "Olga"
+
+
+def test_a_clinic_admin_cannot_move_a_patient_into_a_clinic_they_do_not_administer(
+    client, clinic_admin, patient, other_clinic
+):
+    client.force_login(clinic_admin)
+    response = client.post(change_url(patient), patient_form(patient, clinic=other_clinic.pk))
+    assert response.status_code == 200
+    assert "Select a valid choice" in response.content.decode()
+    patient.refresh_from_db()
+    assert patient.clinic_id != other_clinic.pk
+    assert not AuditEvent.objects.exists()
+
+
+def test_a_clinic_admin_can_only_add_patients_to_their_clinic(client, clinic_admin, clinic, other_clinic):
+    client.force_login(clinic_admin)
+    page = client.get(reverse("admin:cases_patient_add")).content.decode()
+    assert clinic.name in page and other_clinic.name not in page
+    data = {
+        "clinic": other_clinic.pk,
+        "medical_record_number": "MRN-NEW",
+        "given_name": "New",
+        "family_name": "Patient",
+        "date_of_birth": "1980-05-06",
+        "sex": "female",
+        "fitzpatrick_skin_type": "",
+    }
+    assert client.post(reverse("admin:cases_patient_add"), data).status_code == 200
+    assert not Patient.objects.filter(medical_record_number="MRN-NEW").exists()
+    assert client.post(reverse("admin:cases_patient_add"), {**data, "clinic": clinic.pk}).status_code == 302
+    assert Patient.objects.get(medical_record_number="MRN-NEW").clinic == clinic
+
+
+def test_a_clinic_admin_deletes_a_patient_of_their_clinic(client, clinic_admin, patient):
+    client.force_login(clinic_admin)
+    response = client.post(delete_url(patient), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Patient.objects.filter(pk=patient.pk).exists()
+
+
+def test_a_clinic_admin_cannot_bulk_delete_another_clinics_patients(client, clinic_admin, patient, other_patient):
+    client.force_login(clinic_admin)
+    response = client.post(
+        reverse("admin:cases_patient_changelist"),
+        {"action": "delete_selected", "_selected_action": [patient.pk, other_patient.pk], "post": "yes"},
+    )
+    assert response.status_code == 403
+    assert Patient.objects.count() == 2
+
+
+def test_a_clinic_admin_cannot_move_a_lesion_to_another_clinics_patient(client, clinic_admin, lesion, other_patient):
+    client.force_login(clinic_admin)
+    response = client.post(
+        change_url(lesion), {"patient": other_patient.pk, "anatomical_site": lesion.anatomical_site, "description": ""}
+    )
+    assert response.status_code == 200
+    lesion.refresh_from_db()
+    assert lesion.patient_id != other_patient.pk
+
+
+def test_the_patient_autocomplete_offers_a_clinic_admin_only_their_patients(
+    client, clinic_admin, patient, other_patient
+):
+    client.force_login(clinic_admin)
+    response = client.get(
+        reverse("admin:autocomplete"),
+        {"app_label": "cases", "model_name": "lesion", "field_name": "patient", "term": ""},
+    )
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [str(patient.pk)]
+
+
+def test_a_clinic_admin_manages_memberships_of_their_clinic_only(client, clinic_admin, clinic, other_clinic):
+    newcomer = UserFactory(username="newcomer")
+    client.force_login(clinic_admin)
+    add = reverse("admin:cases_membership_add")
+    assert client.post(add, {"user": newcomer.pk, "clinic": other_clinic.pk, "role": "clinician"}).status_code == 200
+    assert not Membership.objects.filter(user=newcomer).exists()
+    assert client.post(add, {"user": newcomer.pk, "clinic": clinic.pk, "role": "clinician"}).status_code == 302
+    assert Membership.objects.get(user=newcomer).clinic == clinic
+
+
+def test_only_superusers_add_clinics(client, clinic_admin, superuser):
+    client.force_login(clinic_admin)
+    assert client.post(reverse("admin:cases_clinic_add"), {"name": "New clinic"}).status_code == 403
+    client.force_login(superuser)
+    response = client.post(
+        reverse("admin:cases_clinic_add"),
+        {
+            "name": "New clinic",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+            "memberships-MIN_NUM_FORMS": "0",
+            "memberships-MAX_NUM_FORMS": "1000",
+        },
+    )
+    assert response.status_code == 302
+    assert Clinic.objects.filter(name="New clinic").exists()
+
+
+def test_a_superuser_edits_any_clinics_patient(client, superuser, other_patient):
+    client.force_login(superuser)
+    assert client.post(change_url(other_patient), patient_form(other_patient, given_name="Olivia")).status_code == 302
+    other_patient.refresh_from_db()
+    assert other_patient.given_name == "Olivia"
+
+
+@pytest.mark.parametrize("role", ["superuser", "clinic_admin"])
+def test_nobody_edits_or_deletes_reviews_predictions_or_audit_events(client, request, role, owner, lesion, superuser):
+    image = admin_helpers.make_image(lesion, owner)
+    review = admin_helpers.make_review(image, owner)
+    prediction = Prediction.objects.create(image=image, model_version=_model_version())
+    event = AuditEvent.objects.create(user=superuser, action="changed", model="cases.patient", object_id="x")
+    client.force_login(request.getfixturevalue(role))
+    for obj in (review, prediction, event):
+        page = client.get(change_url(obj))
+        assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+        assert client.post(change_url(obj), {}).status_code == 403
+        assert client.post(delete_url(obj), {"post": "yes"}).status_code == 403
+        add = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_add")
+        assert client.get(add).status_code == 403
+    assert Review.objects.count() == Prediction.objects.count() == AuditEvent.objects.count() == 1
+
+
+def _model_version():
+    from inference.models import ModelVersion
+
+    return ModelVersion.objects.create(
+        name="test",
+        version="1",
+        file="models/test.keras",
+        sha256="0" * 64,
+        input_size=32,
+        preprocessing="square-resize-v1",
+        threshold=0.5,
+    )
+
+
+class TestRolePredicates:
+    def test_the_ml_admins_group_holds_the_model_registry_permissions(self):
+        group = Group.objects.get(name=permissions.ML_ADMINS_GROUP)
+        codenames = set(group.permissions.values_list("codename", flat=True))
+        assert {"register_modelversion", "activate_modelversion", "view_modelversion"} <= codenames
+
+    def test_creating_the_group_again_changes_nothing(self):
+        ensure_ml_admins_group()
+        ensure_ml_admins_group()
+        assert Group.objects.filter(name=permissions.ML_ADMINS_GROUP).count() == 1
+
+    def test_who_is_what(self, superuser, ml_admin, clinic_admin, plain_staff, owner, clinic, other_clinic):
+        assert [permissions.can_view_admin(u) for u in (superuser, ml_admin, clinic_admin, plain_staff, owner)] == [
+            True,
+            True,
+            True,
+            True,
+            False,
+        ]
+        assert [permissions.is_ml_admin(u) for u in (superuser, ml_admin, clinic_admin, plain_staff)] == [
+            True,
+            True,
+            False,
+            False,
+        ]
+        assert permissions.is_clinic_admin(clinic_admin, clinic)
+        assert not permissions.is_clinic_admin(clinic_admin, other_clinic)
+        assert not permissions.is_clinic_admin(owner, clinic)  # a clinician, not an administrator
+        assert permissions.can_edit_in_admin(superuser, other_clinic)
+        assert permissions.can_edit_in_admin(clinic_admin, clinic)
+        assert not permissions.can_edit_in_admin(clinic_admin, other_clinic)
+        assert not permissions.can_edit_in_admin(ml_admin, clinic)
+
+    def test_an_inactive_clinic_admin_may_do_nothing(self, clinic_admin, clinic):
+        clinic_admin.is_active = False
+        clinic_admin.save()
+        assert not permissions.can_view_admin(clinic_admin)
+        assert not permissions.can_edit_in_admin(clinic_admin, clinic)
+
+
+# --- Device tokens.
+
+
+@pytest.fixture
+def colleague_token(colleague):
+    return issue_token(user=colleague, name="Colleague's phone")
+
+
+def test_the_token_hash_is_never_shown(client, superuser, colleague_token):
+    row, _token = colleague_token
+    client.force_login(superuser)
+    for url in (reverse("admin:cases_devicetoken_changelist"), change_url(row)):
+        page = client.get(url).content.decode()
+        assert row.prefix in page
+        assert row.token_hash not in page
+
+
+def test_a_clinic_admin_revokes_a_token_of_their_clinic(client, clinic_admin, colleague_token):
+    row, _token = colleague_token
+    client.force_login(clinic_admin)
+    response = client.post(
+        reverse("admin:cases_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]}
+    )
+    assert response.status_code == 302
+    row.refresh_from_db()
+    assert row.revoked_at is not None
+    event = AuditEvent.objects.get(model="cases.devicetoken")
+    assert (event.action, event.user, event.description) == ("action", clinic_admin, "Revoked")
+    assert row.token_hash not in str(event.changes)
+
+
+def test_a_clinic_admin_cannot_revoke_an_outsiders_token(client, clinic_admin, outsider):
+    row, _token = issue_token(user=outsider, name="Outsider's phone")
+    client.force_login(clinic_admin)
+    client.post(reverse("admin:cases_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.revoked_at is None
+    assert not AuditEvent.objects.exists()
+
+
+def test_plain_staff_are_not_offered_the_revoke_action(client, plain_staff, colleague_token):
+    row, _token = colleague_token
+    client.force_login(plain_staff)
+    client.post(reverse("admin:cases_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
+    row.refresh_from_db()
+    assert row.revoked_at is None
+
+
+# --- The audit trail's own admin.
+
+
+def test_the_audit_trail_is_searchable_by_object_id_and_filterable_by_action(client, plain_staff, superuser):
+    AuditEvent.objects.create(user=superuser, action="changed", model="cases.patient", object_id="abc", object_repr="A")
+    AuditEvent.objects.create(user=superuser, action="deleted", model="cases.patient", object_id="xyz", object_repr="B")
+    client.force_login(plain_staff)
+    url = reverse("admin:cases_auditevent_changelist")
+    assert [e.object_id for e in client.get(url, {"q": "xyz"}).context["cl"].result_list] == ["xyz"]
+    assert [e.object_id for e in client.get(url, {"action__exact": "changed"}).context["cl"].result_list] == ["abc"]
+
+
+# --- Query counts: a page costs the same whether it lists 2 rows or 20.
+
+
+def _rows(changelist, n, clinic, owner):
+    now = datetime.datetime.now(datetime.UTC)
+    for i in range(n):
+        other = ClinicFactory()
+        if changelist == "cases_clinic":
+            MembershipFactory(clinic=other)
+        elif changelist == "cases_membership":
+            MembershipFactory(clinic=other, user=UserFactory())
+        elif changelist == "cases_patient":
+            PatientFactory(clinic=other)
+        elif changelist == "cases_lesion":
+            LesionFactory(patient=PatientFactory(clinic=other))
+        elif changelist in ("cases_lesionimage", "cases_review", "inference_prediction"):
+            image = admin_helpers.make_image(LesionFactory(patient=PatientFactory(clinic=other)), owner)
+            if changelist == "cases_review":
+                admin_helpers.make_review(image, owner)
+            if changelist == "inference_prediction":
+                from inference.models import ModelVersion
+
+                version = ModelVersion.objects.first() or _model_version()
+                Prediction.objects.create(image=image, model_version=version)
+                admin_helpers.make_review(image, owner)
+        elif changelist == "cases_devicetoken":
+            issue_token(user=UserFactory(), name=f"phone {i}")
+        elif changelist == "cases_auditevent":
+            AuditEvent.objects.create(
+                user=UserFactory(), action="changed", model="cases.patient", object_id=str(i), at=now
+            )
+
+
+@pytest.mark.parametrize("changelist", CHANGELISTS)
+def test_a_changelist_costs_the_same_number_of_queries_for_2_or_20_rows(client, superuser, clinic, owner, changelist):
+    client.force_login(superuser)
+    url = reverse(f"admin:{changelist}_changelist")
+    _rows(changelist, 2, clinic, owner)
+    client.get(url)  # warm caches (content types, sessions)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(url).status_code == 200
+    _rows(changelist, 18, clinic, owner)
+    with CaptureQueriesContext(connection) as many:
+        response = client.get(url)
+    assert response.context["cl"].result_count >= 20
+    assert len(many) == len(few), [q["sql"] for q in many]
+
+
+def test_device_tokens_listed_are_the_real_rows(client, superuser, colleague_token):
+    client.force_login(superuser)
+    rows = client.get(reverse("admin:cases_devicetoken_changelist")).context["cl"].result_list
+    assert list(rows) == list(DeviceToken.objects.all())
+
+
+def test_an_image_change_page_never_links_to_a_media_url(client, clinic_admin, owner, lesion, jpeg_bytes):
+    from cases import services
+
+    image = services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes), modality="clinical")
+    client.force_login(clinic_admin)
+    page = client.get(change_url(image)).content.decode()
+    assert image.image.name in page
+    assert "/media/" not in page and 'type="file"' not in page
+    data = {"modality": "dermoscopic", "captured_at_0": "2026-01-02", "captured_at_1": "10:00:00"}
+    assert client.post(change_url(image), data).status_code == 302
+    image.refresh_from_db()
+    assert image.modality == "dermoscopic"
+    assert AuditEvent.objects.get(model="cases.lesionimage").changes["modality"] == ["clinical", "dermoscopic"]
