@@ -10,12 +10,14 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
 from cases import services
 from cases.models import AnatomicalSite, Clinic, LesionImage, Membership, Patient
+from cases.permissions import ML_ADMINS_GROUP
 
 DEMO_IMAGES = Path(settings.BASE_DIR) / "demo" / "images"
 DEMO_PASSWORD = "skincare-demo"
@@ -57,6 +59,17 @@ class Command(BaseCommand):
             users[username] = user
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.org", DEMO_PASSWORD)
+        # Admin roles: the clinic admin edits her clinic's records in the
+        # admin; the ML lead registers, activates and shadows models but
+        # edits no clinical data.
+        User.objects.filter(username="dr.alvarez").update(is_staff=True)
+        ml_lead, created = User.objects.get_or_create(
+            username="ml.lead", defaults={"first_name": "Priya", "last_name": "Raman", "is_staff": True}
+        )
+        if created:
+            ml_lead.set_password(DEMO_PASSWORD)
+            ml_lead.save()
+        ml_lead.groups.add(Group.objects.get(name=ML_ADMINS_GROUP))
 
         images = sorted(DEMO_IMAGES.glob("*/*.jpg"))
         rng = random.Random(7)
@@ -97,5 +110,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo ready: {Patient.objects.filter(clinic=clinic).count()} patients, "
             f"{LesionImage.objects.filter(lesion__patient__clinic=clinic).count()} images. "
-            f"Logins: dr.alvarez, dr.chen (clinic), dr.outsider (other clinic), admin; password {DEMO_PASSWORD!r}."
+            f"Logins: dr.alvarez (clinic admin), dr.chen (clinic), dr.outsider (other clinic), "
+            f"ml.lead (ML admin), admin (superuser); password {DEMO_PASSWORD!r}."
         )
