@@ -1,4 +1,5 @@
-"""``python -m inference predict [--model PATH] IMAGE...``
+"""``python -m inference predict [--model PATH] [--backend auto|onnx|tensorflow] IMAGE...``
+``python -m inference validate MODEL_DIR``
 
 Classifies images with no database, server or Django settings, through the
 same preprocessing and Predictor as the worker. Prints one JSON object per
@@ -31,12 +32,17 @@ def predict(args) -> int:
     if model_dir.is_file():
         model_dir = model_dir.parent
     try:
-        predictor = Predictor.from_dir(model_dir)
-    except (ModelFileError, FileNotFoundError) as exc:
+        # The worker's choice: ONNX Runtime when the model has an ONNX export.
+        predictor = Predictor.from_dir(model_dir, backend=args.backend)
+    except (ModelFileError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     model_file = model_dir / predictor.metadata.get("file", "model.keras")
-    common = {"model_version": predictor.version_label, "model_sha256": sha256_of(model_file)}
+    common = {
+        "model_version": predictor.version_label,
+        "model_sha256": sha256_of(model_file),
+        "backend": predictor.backend,
+    }
 
     heatmap_dir = Path(args.heatmap_dir) if args.heatmap_dir else None
     if heatmap_dir:
@@ -76,15 +82,101 @@ def predict(args) -> int:
     return 1 if failures else 0
 
 
+def validate(args) -> int:
+    """Prove a model folder usable: one JSON object on stdout; exit status 1 with ``reason`` and ``error``.
+
+    The registry runs this in a child process, so that the web process never
+    imports TensorFlow and a crafted file cannot crash it. The model is
+    loaded in Keras' safe mode (no deserialised Python code), its input shape
+    compared with model.json, then built into the worker's Predictor and run
+    once on a blank image; an ONNX export named in model.json must load and
+    give the same outputs.
+    """
+    _configure_runtime()
+    import math
+    import zipfile
+
+    import numpy as np
+
+    from .runtime import ModelFileError, Predictor, read_metadata
+
+    def fail(reason, error, **extra):
+        print(json.dumps({"ok": False, "reason": reason, "error": error, **extra}), flush=True)
+        return 1
+
+    model_dir = Path(args.model_dir)
+    try:
+        metadata = read_metadata(model_dir)
+    except ModelFileError as exc:
+        return fail("metadata", str(exc))
+    filename = metadata.get("file", "model.keras")
+    model_path = model_dir / filename
+    size = int(metadata["input_size"])
+
+    if model_path.suffix == ".keras" and not zipfile.is_zipfile(model_path):
+        # Keras would call it "not found"; say what is wrong.
+        return fail("not_keras", "it is not a .keras archive", file=filename)
+    import keras
+
+    try:
+        model = keras.models.load_model(model_path, compile=False, safe_mode=True)
+        shape = model.input_shape
+    except Exception as exc:  # Keras raises many types for a file that is not a model
+        return fail("not_keras", f"{type(exc).__name__}: {exc}", file=filename)
+    shape = [list(s) for s in shape] if isinstance(shape, list) else list(shape)
+    if shape != [None, size, size, 3]:
+        message = f"model input shape is {shape}, model.json says {size}"
+        return fail("input_shape", message, input_shape=shape, input_size=size)
+    del model
+
+    try:
+        blank = np.zeros((size, size, 3), dtype=np.uint8)
+        predictor = Predictor(model_path, metadata, backend="tensorflow")
+        result = predictor.predict_arrays([blank])[0]
+    except ModelFileError as exc:
+        return fail("unusable", str(exc))
+    except Exception as exc:
+        return fail("unusable", f"{type(exc).__name__}: {exc}")
+    outputs = {"probability_malignant": result.probability_malignant, "ood_distance": result.ood_distance}
+    if not all(math.isfinite(value) for value in outputs.values() if value is not None):
+        return fail("not_finite", f"outputs on a blank image: {outputs}")
+
+    onnx_file = metadata.get("onnx_file")
+    if onnx_file:
+        # The worker runs the ONNX export when there is one: it must load and
+        # compute what the Keras model computes.
+        try:
+            onnx = Predictor.from_dir(model_dir, backend="onnx").predict_arrays([blank])[0]
+        except Exception as exc:
+            return fail("onnx", f"{type(exc).__name__}: {exc}", file=onnx_file)
+        pairs = [(onnx.probability_malignant, result.probability_malignant)]
+        if result.ood_distance is not None:
+            pairs.append((onnx.ood_distance, result.ood_distance))
+        if any(a is None or not abs(a - b) <= 1e-3 * max(1.0, abs(b)) for a, b in pairs):
+            message = f"on a blank image it gives {pairs[0][0]} where {filename} gives {pairs[0][1]}"
+            return fail("onnx", f"it is not an export of this model ({message})", file=onnx_file)
+        outputs["onnx_probability_malignant"] = onnx.probability_malignant
+    print(json.dumps({"ok": True, "input_shape": shape, **outputs}), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference", description=__doc__.split("\n\n")[1])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="classify images; one JSON line per image")
     p.add_argument("--model", help="model folder (with model.json) or model file; default: the shipped active model")
     p.add_argument("--heatmap-dir", help="also write a Grad-CAM overlay <stem>.heatmap.png per image here")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "onnx", "tensorflow"),
+        help="inference runtime (default: $SKINCARE_INFERENCE_BACKEND, else auto: ONNX Runtime when the model "
+        "has an ONNX export, TensorFlow otherwise)",
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    v = sub.add_parser("validate", help="check that a model folder loads and runs; one JSON object")
+    v.add_argument("model_dir", metavar="MODEL_DIR")
     args = parser.parse_args(argv)
-    return predict(args)
+    return validate(args) if args.command == "validate" else predict(args)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Loading a model file and running it: shared by the worker and the CLI.
 
-No Django here. TensorFlow is imported only when a Predictor is built, which
-happens lazily in the process that will use it: a Celery pool child, never
-its parent (TensorFlow's thread pools do not survive fork(), and a model
-loaded before forking deadlocks the prefork pool).
+No Django here. The runtime (ONNX Runtime, or TensorFlow for models without
+an ONNX export) is imported only when a Predictor is built, which happens
+lazily in the process that will use it: a Celery pool child, never its
+parent (neither runtime's thread pools survive fork(), and a model loaded
+before forking deadlocks the prefork pool).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
 METADATA_FILE = "model.json"
 SUPPORTED_FORMAT_VERSION = 1
+
+logger = logging.getLogger(__name__)
 
 
 class ModelFileError(ValueError):
@@ -79,6 +83,10 @@ def validate_metadata(metadata: dict) -> None:
         threshold = ood.get("threshold") if isinstance(ood, dict) else None
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not threshold > 0:
             raise ModelFileError("ood must be an object with a positive numeric threshold")
+    onnx_file = metadata.get("onnx_file")
+    plain_name = isinstance(onnx_file, str) and Path(onnx_file).name == onnx_file and onnx_file not in ("", "..")
+    if onnx_file is not None and not plain_name:
+        raise ModelFileError(f"onnx_file {onnx_file!r} must be the name of a file beside model.json")
 
 
 @dataclass(frozen=True)
@@ -134,91 +142,141 @@ def featureless(array: np.ndarray) -> bool:
     return bool(flat > FLAT_LIMIT)
 
 
+BACKENDS = ("auto", "onnx", "tensorflow")
+
+
+def requested_backend(backend: str | None = None) -> str:
+    """``backend``, else $SKINCARE_INFERENCE_BACKEND, else "auto" (ValueError for anything else)."""
+    value = (backend or os.environ.get("SKINCARE_INFERENCE_BACKEND") or "auto").strip().lower()
+    if value not in BACKENDS:
+        raise ValueError(f"inference backend must be one of {', '.join(BACKENDS)}, not {value!r}")
+    return value
+
+
+# ONNX Runtime's intra-op threads for one process. MobileNetV2 at batch 1 stops
+# scaling after a few threads, and the worker's pool processes (and other
+# workers on the host) share the CPU: more processes, not more threads, is
+# how inference scales.
+MAX_DEFAULT_THREADS = 4
+
+
+def inference_threads() -> int:
+    """$SKINCARE_INFERENCE_THREADS, else the CPUs this process may use, at most MAX_DEFAULT_THREADS."""
+    configured = os.environ.get("SKINCARE_INFERENCE_THREADS", "").strip()
+    if configured:
+        try:
+            threads = int(configured)
+        except ValueError:
+            raise ValueError(f"SKINCARE_INFERENCE_THREADS must be a whole number, not {configured!r}") from None
+        if threads < 1:
+            raise ValueError("SKINCARE_INFERENCE_THREADS must be at least 1")
+        return threads
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_THREADS))
+
+
 class Predictor:
     """A loaded model plus its metadata; call ``predict_sources`` or ``predict_batch``.
+
+    Two backends run the same network: ONNX Runtime, when the model has an
+    ONNX export (``onnx_path``) and onnxruntime imports, and TensorFlow
+    otherwise. ``backend`` (default: $SKINCARE_INFERENCE_BACKEND, else
+    "auto") forces one: "onnx" raises ModelFileError when the ONNX file
+    cannot be used, "tensorflow" ignores it. On the ONNX path TensorFlow is
+    never imported, unless the export has no ``gradcam`` output: then heat
+    maps (only) load the Keras model on first use.
 
     Two output contracts are understood: a single (N, 1) probability tensor
     (format v1 models), or a dict with ``probability`` and, optionally,
     ``ood_distance`` (a squared Mahalanobis distance from the training data).
     """
 
-    def __init__(self, model_path: str | os.PathLike, metadata: dict):
+    def __init__(
+        self,
+        model_path: str | os.PathLike,
+        metadata: dict,
+        *,
+        onnx_path: str | os.PathLike | None = None,
+        backend: str | None = None,
+    ):
         validate_metadata(metadata)
-        import keras
-        import tensorflow as tf
-
         self.metadata = metadata
         self.input_size = int(metadata["input_size"])
-        try:
-            self.model = keras.models.load_model(model_path, compile=False)
-        except Exception as exc:  # Keras raises many types for a bad file
-            raise ModelFileError(f"cannot load {model_path}: {exc}") from exc
-        expected = (None, self.input_size, self.input_size, 3)
-        actual = tuple(self.model.input_shape)
-        if actual != expected:
-            raise ModelFileError(f"model input shape is {actual}, metadata says {expected}")
-        outputs = self.model.output
-        if isinstance(outputs, dict):
-            if "probability" not in outputs:
-                raise ModelFileError(f"model outputs are {sorted(outputs)}; a 'probability' output is required")
-            self.has_ood = "ood_distance" in outputs
-        elif len(self.model.outputs) != 1:
-            raise ModelFileError("model has several unnamed outputs; expected one probability or a dict of outputs")
-        else:
-            self.has_ood = False
+        self.model_path = Path(model_path)
+        self.onnx_path = Path(onnx_path) if onnx_path is not None else None
+        requested = requested_backend(backend)
+        self._keras: _KerasModel | None = None
+        self._onnx: _OnnxModel | None = None
+        if requested != "tensorflow":
+            self._onnx = self._open_onnx(required=requested == "onnx")
+        if self._onnx is None:
+            self._keras = _KerasModel(self.model_path, metadata)
+        engine = self._onnx or self._keras
+        self.backend = "onnx" if self._onnx is not None else "tensorflow"
+        self.has_ood = engine.has_ood
         if "ood" in metadata and not self.has_ood:
             # The metadata promises a warning the model cannot give: refuse it
             # rather than silently show every image as in-distribution.
             raise ModelFileError("metadata has 'ood' but the model has no 'ood_distance' output")
         self.ood_threshold = float(metadata["ood"]["threshold"]) if "ood" in metadata else None
-        self.gradcam_layer = self._find_gradcam_layer(metadata.get("gradcam_layer"))
-        self._gradcam = None  # built on the first heatmap() call
+        if self._onnx is not None and self._onnx.gradcam_layer is not None:
+            named = metadata.get("gradcam_layer")
+            if named and named != self._onnx.gradcam_layer:
+                raise ModelFileError(
+                    f"gradcam_layer {named!r} is not the layer {self.onnx_path.name} explains "
+                    f"({self._onnx.gradcam_layer!r}); export the ONNX file again"
+                )
+            self.gradcam_layer = self._onnx.gradcam_layer
+        elif self._keras is not None:
+            self.gradcam_layer = self._keras.gradcam_layer
+        else:
+            # Heat maps of this model come from TensorFlow, checked when first asked for.
+            self.gradcam_layer = metadata.get("gradcam_layer")
+        self.predict_batch(np.zeros((1, self.input_size, self.input_size, 3), dtype=np.uint8))  # warm up now
 
-        model = self.model
-
-        def forward(x):
-            out = model(x, training=False)
-            if not isinstance(out, dict):
-                out = {"probability": out}
-            return {key: out[key] for key in ("probability", "ood_distance") if key in out}
-
-        # One traced graph for any batch size: no per-call retracing and none
-        # of model.predict()'s per-call set-up cost.
-        self._forward = tf.function(
-            forward, input_signature=[tf.TensorSpec(expected, tf.float32)], reduce_retracing=True
-        )
-        self.predict_batch(np.zeros((1, *expected[1:]), dtype=np.uint8))  # trace now, not on the first image
-
-    def _find_gradcam_layer(self, name: str | None) -> str | None:
-        """The conv activation Grad-CAM explains: named in metadata, else the last 4-D layer."""
-        if name:
-            try:
-                layer = self.model.get_layer(name)
-            except ValueError:
-                raise ModelFileError(f"gradcam_layer {name!r} is not a layer of the model") from None
-            if len(layer.output.shape) != 4:
-                raise ModelFileError(f"gradcam_layer {name!r} has output shape {layer.output.shape}, not (N, H, W, C)")
-            return name
-        # Older models do not name one; the last spatial feature map is the
-        # standard choice (finest semantics that still has a location). A
-        # pooling layer after it would only halve the map's resolution.
-        import keras
-
-        skip = (keras.layers.InputLayer, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)
-        for layer in reversed(self.model.layers):
-            if isinstance(layer, skip):
-                continue
-            try:
-                if len(layer.output.shape) == 4:
-                    return layer.name
-            except (AttributeError, ValueError):  # a layer used at several places has no single output
-                continue
-        return None
+    def _open_onnx(self, *, required: bool) -> _OnnxModel | None:
+        """The ONNX model, or None to run on TensorFlow (ModelFileError if ``required``)."""
+        path = self.onnx_path
+        if path is None or not path.is_file():
+            reason = "the model has no ONNX file" if path is None else f"{path} is missing"
+            if required:
+                raise ModelFileError(f"ONNX backend requested but {reason}")
+            if path is not None:
+                logger.warning("%s; running %s on TensorFlow", reason, self.version_label)
+            return None
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            if required:
+                raise ModelFileError(f"ONNX backend requested but onnxruntime cannot be imported: {exc}") from exc
+            logger.warning("onnxruntime cannot be imported (%s); running %s on TensorFlow", exc, self.version_label)
+            return None
+        # A file that is present but unusable (damaged, for another input size,
+        # exported from another .keras file) is an error to fix, not to hide.
+        return _OnnxModel(path, self.model_path, self.input_size)
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike) -> Predictor:
+    def from_dir(cls, model_dir: str | os.PathLike, *, backend: str | None = None) -> Predictor:
+        """The model in a folder as training wrote it (model.json, model.keras, model.onnx if exported)."""
+        model_dir = Path(model_dir)
         metadata = read_metadata(model_dir)
-        return cls(Path(model_dir) / metadata.get("file", "model.keras"), metadata)
+        onnx_file = metadata.get("onnx_file")
+        return cls(
+            model_dir / metadata.get("file", "model.keras"),
+            metadata,
+            onnx_path=model_dir / onnx_file if onnx_file else None,
+            backend=backend,
+        )
+
+    @property
+    def model(self):
+        """The Keras model (loads TensorFlow if this Predictor runs on ONNX)."""
+        return self._keras_model().model
+
+    def _keras_model(self) -> _KerasModel:
+        if self._keras is None:
+            logger.info("Loading the Keras model of %s for heat maps", self.version_label)
+            self._keras = _KerasModel(self.model_path, self.metadata)
+        return self._keras
 
     def preprocess(self, source) -> np.ndarray:
         """Exactly what training did to an image (ImageError for unusable input)."""
@@ -230,10 +288,8 @@ class Predictor:
 
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 (N, S, S, 3) -> (probabilities (N,), OOD distances (N,) or None)."""
-        out = self._forward(batch.astype(np.float32))
-        probabilities = out["probability"].numpy().reshape(len(batch)).astype(np.float64)
-        distances = out["ood_distance"].numpy().reshape(len(batch)).astype(np.float64) if self.has_ood else None
-        return probabilities, distances
+        engine = self._onnx if self._onnx is not None else self._keras
+        return engine.run(batch)
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) -> float64 (N,) probabilities of melanoma."""
@@ -273,8 +329,172 @@ class Predictor:
         Where the model looked for evidence of melanoma: the feature map of
         ``gradcam_layer`` weighted by the spatially averaged gradient of the
         logit (gradients of a saturated sigmoid vanish, so the logit layer
-        is used when the model has one).
+        is used when the model has one). On ONNX the weighted map comes from
+        the export's ``gradcam`` output (no autodiff needed, see
+        training/onnx_export.py); models without it use TensorFlow.
         """
+        if self._onnx is not None and self._onnx.gradcam_layer is not None:
+            return gradcam_heatmap(self._onnx.gradcam_map(array), self.input_size)
+        return self._keras_model().heatmap(array)
+
+
+def _bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """(out, in) weights of a half-pixel-centre bilinear resize, as tf.image.resize does it."""
+    centres = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
+    centres = np.clip(centres, 0, in_size - 1)
+    low = np.floor(centres).astype(int)
+    high = np.minimum(low + 1, in_size - 1)
+    frac = centres - low
+    weights = np.zeros((out_size, in_size), dtype=np.float64)
+    weights[np.arange(out_size), low] += 1.0 - frac
+    weights[np.arange(out_size), high] += frac
+    return weights
+
+
+def gradcam_heatmap(weighted: np.ndarray, size: int) -> np.ndarray:
+    """Grad-CAM from its weighted feature map (h, w): ReLU, bilinear resize to (size, size), peak 1.
+
+    The same steps, in the same order, as the TensorFlow Grad-CAM; an
+    all-zero map stays zero.
+    """
+    cam = np.maximum(np.asarray(weighted, dtype=np.float64), 0.0)
+    rows, cols = _bilinear_matrix(size, cam.shape[0]), _bilinear_matrix(size, cam.shape[1])
+    heat = rows @ cam @ cols.T
+    peak = heat.max()
+    return (heat / peak if peak > 0 else np.zeros_like(heat)).astype(np.float32)
+
+
+class _OnnxModel:
+    """An ONNX export (training/onnx_export.py) on ONNX Runtime's CPU provider."""
+
+    def __init__(self, path: Path, model_path: Path, input_size: int):
+        import onnxruntime as ort
+
+        from training.onnx_export import GRADCAM_LAYER, GRADCAM_OUTPUT, SOURCE_SHA256
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = inference_threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle threads sleep instead of busy-waiting after each run: between
+        # images the process decodes JPEGs and encodes PNGs, and other workers
+        # share the cores (spinning doubled single-image latency under load).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime raises its own types for a bad file
+            raise ModelFileError(f"cannot load {path}: {exc}") from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelFileError(f"{path.name} has {len(inputs)} inputs; expected one image")
+        self.input_name = inputs[0].name
+        shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
+        if shape != (None, input_size, input_size, 3):
+            raise ModelFileError(f"ONNX input shape is {shape}, metadata says {(None, input_size, input_size, 3)}")
+        names = [o.name for o in self.session.get_outputs()]
+        if "probability" not in names:
+            raise ModelFileError(f"ONNX outputs are {names}; a 'probability' output is required")
+        props = self.session.get_modelmeta().custom_metadata_map
+        source = props.get(SOURCE_SHA256)
+        if source:
+            if not model_path.is_file():
+                raise ModelFileError(f"{model_path} is missing")
+            if sha256_of(model_path) != source:
+                # A stale export would give another model's answers under this one's name.
+                raise ModelFileError(f"{path.name} was not exported from {model_path.name}; export it again")
+        self.has_ood = "ood_distance" in names
+        self.gradcam_layer = props.get(GRADCAM_LAYER) if GRADCAM_OUTPUT in names else None
+        self.outputs = ["probability"] + ["ood_distance"] * self.has_ood + [GRADCAM_OUTPUT] * bool(self.gradcam_layer)
+        # The worker asks for an image's heat map right after its prediction:
+        # keep the last batch's maps so that this costs no second forward pass.
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _forward(self, batch: np.ndarray) -> dict:
+        values = self.session.run(self.outputs, {self.input_name: batch.astype(np.float32)})
+        return dict(zip(self.outputs, values, strict=True))
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self._forward(batch)
+        probabilities = out["probability"].reshape(len(batch)).astype(np.float64)
+        distances = out["ood_distance"].reshape(len(batch)).astype(np.float64) if self.has_ood else None
+        if self.gradcam_layer is not None:
+            self._last = (batch.copy(), out["gradcam"])
+        return probabilities, distances
+
+    def gradcam_map(self, array: np.ndarray) -> np.ndarray:
+        """The export's ``gradcam`` output (h, w) for one image."""
+        last = self._last
+        if last is not None:
+            for image, weighted in zip(*last, strict=True):
+                if np.array_equal(image, array):
+                    return weighted
+        return self._forward(np.asarray(array)[None])["gradcam"][0]
+
+
+class _KerasModel:
+    """The Keras model on TensorFlow: forward pass and autodiff Grad-CAM."""
+
+    def __init__(self, model_path: Path, metadata: dict):
+        import keras
+        import tensorflow as tf
+
+        self.input_size = int(metadata["input_size"])
+        try:
+            self.model = keras.models.load_model(model_path, compile=False)
+        except Exception as exc:  # Keras raises many types for a bad file
+            raise ModelFileError(f"cannot load {model_path}: {exc}") from exc
+        expected = (None, self.input_size, self.input_size, 3)
+        actual = tuple(self.model.input_shape)
+        if actual != expected:
+            raise ModelFileError(f"model input shape is {actual}, metadata says {expected}")
+        outputs = self.model.output
+        if isinstance(outputs, dict):
+            if "probability" not in outputs:
+                raise ModelFileError(f"model outputs are {sorted(outputs)}; a 'probability' output is required")
+            self.has_ood = "ood_distance" in outputs
+        elif len(self.model.outputs) != 1:
+            raise ModelFileError("model has several unnamed outputs; expected one probability or a dict of outputs")
+        else:
+            self.has_ood = False
+        self.gradcam_layer = self._find_gradcam_layer(metadata.get("gradcam_layer"))
+        self._gradcam = None  # built on the first heatmap() call
+
+        model = self.model
+
+        def forward(x):
+            out = model(x, training=False)
+            if not isinstance(out, dict):
+                out = {"probability": out}
+            return {key: out[key] for key in ("probability", "ood_distance") if key in out}
+
+        # One traced graph for any batch size: no per-call retracing and none
+        # of model.predict()'s per-call set-up cost.
+        self._forward = tf.function(
+            forward, input_signature=[tf.TensorSpec(expected, tf.float32)], reduce_retracing=True
+        )
+
+    def _find_gradcam_layer(self, name: str | None) -> str | None:
+        """The conv activation Grad-CAM explains: named in metadata, else the last 4-D layer."""
+        if name:
+            try:
+                layer = self.model.get_layer(name)
+            except ValueError:
+                raise ModelFileError(f"gradcam_layer {name!r} is not a layer of the model") from None
+            if len(layer.output.shape) != 4:
+                raise ModelFileError(f"gradcam_layer {name!r} has output shape {layer.output.shape}, not (N, H, W, C)")
+            return name
+        from training.onnx_export import default_gradcam_layer
+
+        return default_gradcam_layer(self.model)
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self._forward(batch.astype(np.float32))
+        probabilities = out["probability"].numpy().reshape(len(batch)).astype(np.float64)
+        distances = out["ood_distance"].numpy().reshape(len(batch)).astype(np.float64) if self.has_ood else None
+        return probabilities, distances
+
+    def heatmap(self, array: np.ndarray) -> np.ndarray:
         if self._gradcam is None:
             self._gradcam = self._build_gradcam()
         heat = self._gradcam(np.asarray(array, dtype=np.float32)[None])
@@ -307,7 +527,7 @@ class Predictor:
             peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
             return tf.math.divide_no_nan(cam, peak)  # an all-zero map stays zero
 
-        # Built and traced once per Predictor, like the forward pass.
+        # Built and traced once per model, like the forward pass.
         return tf.function(
             gradcam, input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)], reduce_retracing=True
         )

@@ -105,6 +105,12 @@ def register_for_test(model_dir, *, is_active=True) -> ModelVersion:
     )
     with model_file.open("rb") as fh:
         version.file.save("model.keras", File(fh), save=False)
+    if metadata.get("onnx_file"):
+        # As the registry does: the worker then runs the model on ONNX Runtime.
+        onnx_file = model_dir / metadata["onnx_file"]
+        version.onnx_sha256 = sha256_of(onnx_file)
+        with onnx_file.open("rb") as fh:
+            version.onnx_file.save("model.onnx", File(fh), save=False)
     version.save()
     return version
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .data import CLASS_NAMES
 from .metrics import METRIC_LABELS, METRIC_NAMES
+from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
 from .preprocessing import PREPROCESSING_ID
 from .report import clean_json
 
@@ -59,6 +60,9 @@ def write_run(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _save_inference_copy(model, out / MODEL_FILE)
+    # The worker runs this export (ONNX Runtime, no TensorFlow); it is checked
+    # against the .keras file just written, on a few of the training images.
+    exported = export_onnx(out / MODEL_FILE, out / ONNX_FILE, check_images=dataset.x[:8])
 
     n_malignant = int(dataset.y.sum())
     per_fold = [
@@ -116,6 +120,7 @@ def write_run(
         "training": training,
         "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
     }
+    meta = with_onnx_keys(meta, exported)
     _write_json(out / "model.json", meta)
 
     report = {
@@ -243,4 +248,7 @@ same predictions it is evaluated on, so threshold-dependent figures are slightly
 
 Wall time {t["wall_time_s"]:.0f} s ({minutes:.1f} min; cross-validation {t["cv_wall_time_s"]:.0f} s, then the final
 fit on all images with the same settings) on a 2-core CPU. TensorFlow {t["tensorflow"]}, Keras {t["keras"]}.
+
+`{meta["onnx_file"]}` is the same network exported to ONNX, which the worker runs on ONNX Runtime; the
+export was checked against `{meta["file"]}` (probability within 1e-4).
 """

@@ -346,6 +346,15 @@ Wall time {t["wall_time_s"]:.0f} s on {t["machine"]}; TensorFlow {t["tensorflow"
 """
 
 
+def _onnx_sentence(meta) -> str:
+    if not meta.get("onnx_file"):
+        return ""
+    return (
+        f"The worker runs `{meta['onnx_file']}`, the same network exported to ONNX, on ONNX Runtime (no\n"
+        "TensorFlow; outputs checked against the Keras file at export, Grad-CAM from its `gradcam` output).\n"
+    )
+
+
 def model_card(meta, cv_report, baseline, rob) -> str:
     t = meta["training"]
     s, ci = cv_report["summary"], cv_report["ci95"]
@@ -388,7 +397,7 @@ resized to {meta["input_size"]}x{meta["input_size"]} RGB, preprocessing `{meta["
 (ImageNet normalisation is inside the model). Outputs: `probability`, the calibrated P(melanoma), and
 `ood_distance`, a squared Mahalanobis distance of the image's features from the training images.
 Grad-CAM layer: `{meta["gradcam_layer"]}`. One file, `{meta["file"]}` ({meta.get("model_size_bytes", 0) / 1e6:.1f} MB).
-
+{_onnx_sentence(meta)}
 ## Intended use
 
 **Decision support only, not a diagnosis.** It may help a clinician prioritise or double-check

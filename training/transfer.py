@@ -57,6 +57,7 @@ from . import calibration
 from .cv import assign_folds
 from .data import CLASS_NAMES, DEFAULT_MAX_DISTANCE, duplicate_groups, group_summary, list_images, perceptual_hash
 from .metrics import METRIC_NAMES, binary_metrics, summarise
+from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
 from .ood import fit_ood
 from .preprocessing import PIPELINES, SQUARE_SOG_V2, open_image, to_model_input
 
@@ -726,6 +727,9 @@ def run(config: TransferConfig) -> dict:
         "max_rel_distance_diff": float(np.max(np.abs(pred["ood_distance"].ravel() - want_d) / np.maximum(want_d, 1))),
     }
     progress(f"[final] export check {export_check}")
+    # The worker runs the ONNX export (no TensorFlow); checked on the same images.
+    exported = export_onnx(model_path, out / ONNX_FILE, gradcam_layer=LAST_CONV_LAYER, check_images=xs)
+    progress(f"[final] wrote {out / ONNX_FILE}; ONNX Runtime vs TensorFlow {exported['check']}")
 
     final_train_d = final_ood.distance(clean_all)
     ood_summary = {
@@ -821,7 +825,7 @@ def run(config: TransferConfig) -> dict:
     }
     report.write_all(
         out,
-        meta=meta,
+        meta=with_onnx_keys(meta, exported),
         cv_report=cv_report,
         files=raw.files,
         y=y,

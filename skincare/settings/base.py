@@ -172,6 +172,11 @@ SKINCARE_STALE_PREDICTION_SECONDS = env.int("SKINCARE_STALE_PREDICTION_SECONDS",
 SKINCARE_MODEL_CACHE_DIR = Path(env("SKINCARE_MODEL_CACHE_DIR", default=str(VAR_DIR / "model-cache")))
 SKINCARE_INFERENCE_SOFT_TIME_LIMIT = env.int("SKINCARE_INFERENCE_SOFT_TIME_LIMIT", default=120)
 SKINCARE_INFERENCE_TIME_LIMIT = env.int("SKINCARE_INFERENCE_TIME_LIMIT", default=150)
+# The worker's runtime: "auto" runs a model's ONNX export on ONNX Runtime when
+# it has one (no TensorFlow in the pool process), TensorFlow otherwise.
+SKINCARE_INFERENCE_BACKEND = env("SKINCARE_INFERENCE_BACKEND", default="auto")
+if SKINCARE_INFERENCE_BACKEND not in ("auto", "onnx", "tensorflow"):
+    raise ImproperlyConfigured("SKINCARE_INFERENCE_BACKEND must be auto, onnx or tensorflow")
 # Files in storage with no row (an upload whose transaction rolled back) are
 # deleted by the orphan sweeper once older than this.
 SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3600)

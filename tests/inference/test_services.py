@@ -3,19 +3,17 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
 
 from cases import services as case_services
 from inference import registry, services
-from inference.models import ModelVersion, Prediction, heatmap_path
+from inference.models import Prediction, heatmap_path
 from inference.runtime import Predictor
-from tests.conftest import SYNTHETIC_SIZE, edit_metadata
+from tests.conftest import SYNTHETIC_SIZE
 
 pytestmark = pytest.mark.django_db
 
@@ -203,63 +201,3 @@ class TestRequeueStale:
         Prediction.objects.update(queued_at=timezone.now() - timedelta(days=1))
         call_command("requeue_stale_predictions", "--older-than", "60")
         assert "Re-queued 1" in capsys.readouterr().out
-
-
-class TestRegisterModel:
-    def test_it_registers_verifies_and_activates_the_shipped_model(self, model_dir):
-        version, created = registry.register_model_version(model_dir=model_dir, activate=True)
-        assert created and version.is_active
-        assert len(version.sha256) == 64
-        assert version.file.read()[:2] == b"PK"  # a .keras archive, copied into storage
-
-    def test_registering_again_is_a_no_op(self, model_dir):
-        first, _ = registry.register_model_version(model_dir=model_dir)
-        second, created = registry.register_model_version(model_dir=model_dir)
-        assert not created and first == second
-        assert ModelVersion.objects.count() == 1
-
-    def test_activation_leaves_exactly_one_active(self, model_dir, model_copy):
-        old, _ = registry.register_model_version(model_dir=model_dir, activate=True)
-        edit_metadata(model_copy, version="next")
-        new, _ = registry.register_model_version(model_dir=model_copy, activate=True)
-        old.refresh_from_db()
-        assert (old.is_active, new.is_active) == (False, True)
-        assert ModelVersion.objects.active() == new
-
-    def test_the_database_refuses_two_active_models(self, model_dir, model_copy):
-        registry.register_model_version(model_dir=model_dir, activate=True)
-        edit_metadata(model_copy, version="next")
-        new, _ = registry.register_model_version(model_dir=model_copy)
-        with pytest.raises(IntegrityError), transaction.atomic():
-            ModelVersion.objects.filter(pk=new.pk).update(is_active=True)
-
-    def test_a_changed_file_under_the_same_version_is_refused(self, model_dir, model_copy):
-        registry.register_model_version(model_dir=model_dir)
-        with open(model_copy / "model.keras", "ab") as fh:
-            fh.write(b"\0")
-        with pytest.raises(ValidationError, match="different file"):
-            registry.register_model_version(model_dir=model_copy)
-
-    @pytest.mark.parametrize(
-        "damage, message",
-        [
-            (lambda d: (d / "model.keras").write_bytes(b"junk"), "cannot be used"),
-            (lambda d: edit_metadata(d, input_size=17), "input shape"),
-            (lambda d: (d / "model.json").write_text("{"), "Invalid model metadata"),
-            (lambda d: (d / "model.json").unlink(), "not found"),
-        ],
-        ids=["corrupt-file", "wrong-shape", "bad-json", "no-metadata"],
-    )
-    def test_a_bad_model_is_refused_and_the_active_one_stays(self, model_dir, model_copy, damage, message):
-        active, _ = registry.register_model_version(model_dir=model_dir, activate=True)
-        edit_metadata(model_copy, version="broken")
-        damage(model_copy)
-        with pytest.raises(ValidationError, match=message):
-            registry.register_model_version(model_dir=model_copy, activate=True)
-        assert ModelVersion.objects.active() == active
-        assert ModelVersion.objects.count() == 1
-
-    def test_the_management_command_registers_the_shipped_model(self, capsys):
-        call_command("register_model", "--activate")
-        assert "(active)" in capsys.readouterr().out
-        assert ModelVersion.objects.active() is not None

@@ -1,15 +1,21 @@
 """A tiny real run of ``python -m training train`` on the demo images."""
 
 import csv
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from inference.runtime import Predictor, sha256_of
 from training.__main__ import main
 
-DEMO = Path(__file__).resolve().parents[2] / "demo" / "images"
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "demo" / "images"
 
 CONTRACT_KEYS = {
     "format_version",
@@ -64,7 +70,14 @@ def run_dir(tmp_path_factory):
 
 def test_writes_every_file(run_dir):
     names = {p.name for p in run_dir.iterdir()}
-    assert {"model.keras", "model.json", "cv_report.json", "oof_predictions.csv", "MODEL_CARD.md"} <= names
+    assert {
+        "model.keras",
+        "model.onnx",
+        "model.json",
+        "cv_report.json",
+        "oof_predictions.csv",
+        "MODEL_CARD.md",
+    } <= names
 
 
 def test_model_json_contract(run_dir):
@@ -86,6 +99,8 @@ def test_model_json_contract(run_dir):
     assert set(meta["metrics"]["summary"]) == REPORT_METRICS
     assert {"mean", "sd"} == set(meta["metrics"]["summary"]["roc_auc"])
     assert len(meta["metrics"]["per_fold"]) == 2
+    assert meta["onnx_file"] == "model.onnx"
+    assert meta["onnx_sha256"] == sha256_of(run_dir / "model.onnx")
 
 
 def test_model_loads_without_custom_objects(run_dir):
@@ -124,3 +139,51 @@ def test_model_card(run_dir):
         "ROC-AUC",
     ):
         assert phrase in card
+
+
+def test_the_command_line_runs_the_exported_model_on_onnx(run_dir, tmp_path):
+    images = sorted(DEMO.glob("*/*.jpg"))[:3]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("SKINCARE_INFERENCE_BACKEND", None)
+    completed = subprocess.run(
+        [sys.executable, "-m", "inference", "predict", "--model", str(run_dir), "--heatmap-dir", str(tmp_path)]
+        + [str(path) for path in images],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    rows = [json.loads(line) for line in completed.stdout.splitlines()]
+    expected = Predictor.from_dir(run_dir, backend="tensorflow").predict_sources(images)
+    for row, result in zip(rows, expected, strict=True):
+        assert row["backend"] == "onnx"
+        assert row["model_version"] == "tiny-3"
+        assert row["probability_malignant"] == pytest.approx(result.probability_malignant, abs=1e-4)
+        assert Path(row["heatmap"]).is_file()
+
+
+@pytest.mark.django_db
+def test_the_worker_runs_the_exported_model_on_onnx(run_dir, owner, lesion, settings, tmp_path, monkeypatch):
+    from cases import services as case_services
+    from inference import services, worker_cache
+    from inference.models import Prediction
+    from tests.conftest import register_for_test
+
+    settings.SKINCARE_MODEL_CACHE_DIR = tmp_path / "model-cache"
+    settings.SKINCARE_INFERENCE_BACKEND = "auto"
+    monkeypatch.setattr(worker_cache, "_predictors", {})
+    version = register_for_test(run_dir)
+    data = sorted(DEMO.glob("*/*.jpg"))[0].read_bytes()
+    image = case_services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(data), modality="dermoscopic")
+
+    prediction = services.run_prediction(Prediction.objects.get(image=image).pk)
+
+    assert worker_cache.get_predictor(version).backend == "onnx"
+    expected = Predictor.from_dir(run_dir, backend="tensorflow").predict_source(data)
+    assert prediction.status == Prediction.Status.SUCCEEDED
+    assert prediction.model_version == version
+    assert prediction.probability_malignant == pytest.approx(expected.probability_malignant, abs=1e-4)
+    assert prediction.heatmap.name == f"heatmaps/{prediction.pk}.png"

@@ -26,6 +26,7 @@ def run_dir(tmp_path_factory):
 def test_writes_every_output(run_dir):
     for name in (
         "model.keras",
+        "model.onnx",
         "model.json",
         "cv_report.json",
         "oof_predictions.csv",

@@ -1,21 +1,32 @@
+import zipfile
+from pathlib import Path
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.registry import register_model_version
+from inference.registry import register_model_upload, register_model_version
 from inference.runtime import shipped_model_dir
 
 
 class Command(BaseCommand):
-    help = "Register a model folder (model.json + model file) as a ModelVersion."
+    help = "Register a model folder (model.json + model file), or that folder packed as a .zip, as a ModelVersion."
 
     def add_arguments(self, parser):
-        parser.add_argument("model_dir", nargs="?", help="default: the shipped model named in models/ACTIVE")
+        parser.add_argument(
+            "model_dir", nargs="?", help="a model folder or a .zip of one; default: the shipped model in models/ACTIVE"
+        )
         parser.add_argument("--activate", action="store_true", help="make it the active model")
 
     def handle(self, *args, model_dir=None, activate=False, **options):
-        model_dir = model_dir or shipped_model_dir()
+        path = Path(model_dir) if model_dir else shipped_model_dir()
         try:
-            version, created = register_model_version(model_dir=model_dir, activate=activate)
+            if path.is_dir():
+                version, created = register_model_version(model_dir=path, activate=activate)
+            elif path.is_file() and zipfile.is_zipfile(path):
+                with open(path, "rb") as upload:
+                    version, created = register_model_upload(upload=upload, user=None, activate=activate)
+            else:
+                raise CommandError(f"{path} is neither a model folder nor a .zip of one.")
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         state = "registered" if created else "already registered"
