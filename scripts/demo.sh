@@ -19,5 +19,5 @@ trap 'kill 0' EXIT INT TERM
 "$PY" -m celery -A skincare beat --loglevel INFO --schedule var/celerybeat-schedule &
 echo
 echo "skincare is starting on http://$HOST:$PORT/ (admin: http://$HOST:$PORT/admin/)"
-echo "Logins (password skincare-demo): dr.alvarez, dr.chen, dr.outsider; admin for the Django admin."
+echo "Logins (password skincare-demo): dr.alvarez (clinic admin), dr.chen, dr.outsider (portal); ml.lead (ML admin) and admin (superuser) for the admin."
 "$PY" manage.py runserver "$HOST:$PORT" --noreload
