@@ -29,8 +29,8 @@ import math
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 
-from django.db.models import Count, F, FloatField, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import Abs, Greatest, TruncMonth
+from django.db.models import Count, F, FloatField, OuterRef, Q, Subquery, Sum, UUIDField
+from django.db.models.functions import Abs, Coalesce, TruncMonth
 
 from cases.models import Patient, Review
 
@@ -352,15 +352,19 @@ def skin_type_metrics(**filters):
 
 
 def _paired_clinical():
-    # The clinical prediction of the same image nearest in time to the shadow
-    # one: request_prediction creates both in one go, active model first.
-    # (An annotation, not an order_by expression: Django resolves OuterRef only there.)
-    return (
-        Prediction.objects.clinical()
-        .filter(image=OuterRef("image"))
-        .annotate(gap=Greatest(F("queued_at") - OuterRef("queued_at"), OuterRef("queued_at") - F("queued_at")))
-        .order_by("gap", "-queued_at")
-    )
+    """The clinical prediction of the same image made with the shadow one.
+
+    request_prediction creates both in one go, active model first: take the
+    latest clinical prediction queued no later than the shadow one, or, if
+    there is none (the clinical one was re-run later), the earliest after it.
+    Plain comparisons of ``queued_at``, no date arithmetic, so that the query
+    is the same on PostgreSQL and SQLite.
+    """
+    clinical = Prediction.objects.clinical().filter(image=OuterRef("image"))
+    before = clinical.filter(queued_at__lte=OuterRef("queued_at")).order_by("-queued_at", "-pk")
+    after = clinical.filter(queued_at__gt=OuterRef("queued_at")).order_by("queued_at", "pk")
+    paired_id = Coalesce(Subquery(before.values("pk")[:1]), Subquery(after.values("pk")[:1]))
+    return paired_id, Prediction.objects.filter(pk=OuterRef("paired_id"))
 
 
 def shadow_comparisons(*, start=None, end=None, clinic=None, model_version=None):
@@ -369,18 +373,24 @@ def shadow_comparisons(*, start=None, end=None, clinic=None, model_version=None)
     The month range applies to the shadow prediction's ``queued_at``; a
     ``model_version`` keeps the comparisons in which it takes either side.
     """
-    paired = _paired_clinical()
+    paired_id, paired = _paired_clinical()
     queryset = Prediction.objects.filter(is_shadow=True, status=Prediction.Status.SUCCEEDED)
     queryset = _month_bounds(queryset, start=start, end=end)
     if clinic is not None:
         queryset = queryset.filter(image__lesion__patient__clinic=clinic)
-    queryset = queryset.annotate(
-        active_version=Subquery(paired.values("model_version")[:1]),
-        active_status=Subquery(paired.values("status")[:1]),
-        active_label=Subquery(paired.values("label")[:1]),
-        active_probability=Subquery(paired.values("probability_malignant")[:1], output_field=FloatField()),
-        histopathology=_histopathology(),
-    ).filter(active_status=Prediction.Status.SUCCEEDED)
+    queryset = (
+        queryset.annotate(paired_id=paired_id)
+        .annotate(
+            # UUIDField, not the foreign key: SQLite returns a subquery's UUID as
+            # bare hex otherwise, which would match no version.
+            active_version=Subquery(paired.values("model_version")[:1], output_field=UUIDField()),
+            active_status=Subquery(paired.values("status")[:1]),
+            active_label=Subquery(paired.values("label")[:1]),
+            active_probability=Subquery(paired.values("probability_malignant")[:1], output_field=FloatField()),
+            histopathology=_histopathology(),
+        )
+        .filter(active_status=Prediction.Status.SUCCEEDED)
+    )
     if model_version is not None:
         queryset = queryset.filter(Q(model_version=model_version) | Q(active_version=model_version.pk))
     rows = (
