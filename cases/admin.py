@@ -14,6 +14,9 @@ written to the audit trail (``cases.audit``).
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.utils import timezone
@@ -392,3 +395,21 @@ def _show(value):
     if value == HIDDEN:
         return "(hidden)"
     return str(value)
+
+
+# Users and groups keep Django's own admin (superusers and holders of the
+# auth permissions only), audited like everything else: who joined the ML
+# admins group, or had a password reset, is part of the trail.
+User = get_user_model()
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    pass
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
+    pass

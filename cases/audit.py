@@ -75,6 +75,12 @@ def snapshot(obj, hidden=()) -> dict:
         if isinstance(field, models.FileField):
             value = value.name if value else ""
         values[field.name] = _json_safe(value)
+    if obj.pk is not None:
+        # Many-to-many links (a user's groups, a group's permissions) are part
+        # of what an admin changes: recorded as the sorted primary keys.
+        for field in obj._meta.many_to_many:
+            linked = getattr(obj, field.name).values_list("pk", flat=True)
+            values[field.name] = sorted(_json_safe(list(linked)), key=str)
     return values
 
 

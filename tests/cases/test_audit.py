@@ -171,6 +171,51 @@ class TestAdminChanges:
         detail = client.get(reverse("admin:cases_auditevent_change", args=[event.pk])).content.decode()
         assert "Jane" in detail and "Janet" in detail
 
+    def test_adding_a_user_to_the_ml_admins_group_is_recorded(self, client, superuser):
+        from django.contrib.auth.models import Group
+
+        from cases.permissions import ML_ADMINS_GROUP
+
+        user = UserFactory(username="new.lead", is_staff=True)
+        group = Group.objects.get(name=ML_ADMINS_GROUP)
+        client.force_login(superuser)
+        response = client.post(
+            reverse("admin:auth_user_change", args=[user.pk]),
+            {
+                "username": user.username,
+                "first_name": "",
+                "last_name": "",
+                "email": "",
+                "is_active": "on",
+                "is_staff": "on",
+                "groups": [group.pk],
+                "last_login_0": "",
+                "last_login_1": "",
+                "date_joined_0": "2026-01-01",
+                "date_joined_1": "00:00:00",
+            },
+        )
+        assert response.status_code == 302, response.content.decode()[:2000]
+        event = AuditEvent.objects.get(model="auth.user", object_id=str(user.pk))
+        assert event.user == superuser and event.action == AuditEvent.Action.CHANGED
+        assert event.changes["groups"] == [[], [group.pk]]
+
+    def test_a_password_reset_in_the_admin_is_recorded_without_the_password(self, client, superuser):
+        user = UserFactory(username="someone")
+        client.force_login(superuser)
+        response = client.post(
+            reverse("admin:auth_user_password_change", args=[user.pk]),
+            {
+                "password1": "A-long-new-passphrase-42",
+                "password2": "A-long-new-passphrase-42",
+                "usable_password": "true",
+            },
+        )
+        assert response.status_code == 302
+        event = AuditEvent.objects.get(model="auth.user", object_id=str(user.pk))
+        assert event.changes == {"password": [audit.HIDDEN, audit.HIDDEN]}
+        assert "A-long-new-passphrase-42" not in str(event.changes)
+
 
 class TestHelpers:
     def test_a_token_hash_never_enters_the_trail(self, owner, superuser):
