@@ -105,3 +105,30 @@ def test_a_rolled_back_upload_never_reaches_the_queue(worker, owner, lesion, jpe
     assert broker.llen("inference") == 0
     assert not LesionImage.objects.exists()
     assert not Prediction.objects.exists()
+
+
+def test_a_shadow_model_predicts_every_new_image_beside_the_active_one_and_stays_hidden(
+    worker, owner, lesion, demo_image_paths, active_model
+):
+    from cases import permissions
+    from inference.models import ModelVersion
+    from tests.conftest import BASELINE_DIR, register_for_test
+
+    # The baseline CNN has no ONNX export: the same pool process serves the
+    # active model on ONNX Runtime and the shadow one on TensorFlow.
+    shadow = register_for_test(BASELINE_DIR, is_active=False)
+    ModelVersion.objects.filter(pk=shadow.pk).update(is_shadow=True)
+    images = [upload(owner, lesion, path.read_bytes()) for path in demo_image_paths[:2]]
+
+    def all_four_finished():
+        return Prediction.objects.filter(image__in=images, status__in=["succeeded", "failed"]).count() == 4
+
+    wait_for(all_four_finished, worker=worker)
+    for image in images:
+        clinical = Prediction.objects.get(image=image, model_version=active_model)
+        hidden = Prediction.objects.get(image=image, model_version=shadow)
+        assert (clinical.status, hidden.status) == ("succeeded", "succeeded"), (clinical.error, hidden.error)
+        assert (clinical.is_shadow, hidden.is_shadow) == (False, True)
+        assert hidden.heatmap.name  # explained like any prediction, for the admins
+    visible = permissions.predictions_visible_to(owner).filter(image__in=images)
+    assert {p.model_version_id for p in visible} == {active_model.pk}
