@@ -143,7 +143,8 @@ class TestDetails:
     def test_the_change_page_shows_metrics_card_plots_and_history(self, client, plain_staff, registered):
         client.force_login(plain_staff)
         content = client.get(url("change", registered.pk)).content.decode()
-        assert "0.967 ± 0.003" in content  # AUC from model.json
+        auc = registered.metadata["metrics"]["roc_auc"]
+        assert f"{auc['mean']:.3f} ± {auc['sd']:.3f}" in content  # AUC from model.json
         assert "balanced_accuracy" in content
         assert "Intended use: &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in content
         assert "<script>alert" not in content
@@ -181,12 +182,12 @@ def post_archive(client, data, *, activate=False, name="model.zip"):
 
 class TestUpload:
     def test_an_ml_admin_uploads_and_activates_a_model(self, client, ml_admin, active_model, model_copy, no_load_check):
-        edit_metadata(model_copy, version="2")
+        edit_metadata(model_copy, version="next")
         (model_copy / "roc_curve.png").write_bytes(png_bytes())
         client.force_login(ml_admin)
         assert client.get(url("add")).status_code == 200
         response = post_archive(client, zip_folder(model_copy), activate=True)
-        version = ModelVersion.objects.get(version="2")
+        version = ModelVersion.objects.get(version="next")
         assert response.status_code == 302 and response["Location"] == url("change", version.pk)
         assert version.is_active and version.registered_by == ml_admin
         with version.roc_curve.open("rb") as fh:
@@ -195,7 +196,7 @@ class TestUpload:
             action="created", model="inference.modelversion", object_id=str(version.pk), user=ml_admin
         ).exists()
         activated = AuditEvent.objects.get(action="action", object_id=str(version.pk))
-        assert activated.description.startswith("Activated mobilenet-v2-melanoma-2 on upload")
+        assert activated.description.startswith("Activated mobilenet-v2-melanoma-next on upload")
         assert ModelActivation.objects.get().previous == active_model
 
     @pytest.mark.parametrize(

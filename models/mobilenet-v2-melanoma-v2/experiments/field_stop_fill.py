@@ -5,7 +5,7 @@ against square-sog-v2 followed by a field-stop fill, on a stratified 2,400-image
 subset, 5-fold stratified CV (not grouped: a paired comparison of two inputs on
 the same folds), logistic-regression head (C = 0.003) on clean + 1 augmented copy.
 Run from the repository root:
-    PYTHONPATH=. python models/mobilenet-v2-melanoma-v1/experiments/field_stop_fill.py 2400 1 DATA_DIR
+    PYTHONPATH=. python models/mobilenet-v2-melanoma-v2/experiments/field_stop_fill.py 2400 1 DATA_DIR
 """
 
 import os, sys, time
