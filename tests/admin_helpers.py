@@ -37,6 +37,20 @@ def plain_staff():
 ROLES = ["superuser", "ml_admin", "clinic_admin", "plain_staff"]
 
 
+def patient_form(patient, **changes):
+    """The admin's patient change form as posted, with ``changes`` applied."""
+    data = {
+        "clinic": patient.clinic_id,
+        "medical_record_number": patient.medical_record_number,
+        "given_name": patient.given_name,
+        "family_name": patient.family_name,
+        "date_of_birth": patient.date_of_birth.isoformat(),
+        "sex": patient.sex,
+        "fitzpatrick_skin_type": patient.fitzpatrick_skin_type or "",
+    }
+    return {**data, **changes}
+
+
 def make_image(lesion, uploader, **fields):
     """A LesionImage row without a stored file (for changelists that never open it)."""
     from django.utils import timezone

@@ -14,6 +14,7 @@ from PIL import Image
 from inference.models import ModelVersion
 from inference.runtime import read_metadata, sha256_of, shipped_model_dir
 
+from . import admin_helpers
 from .factories import ClinicFactory, LesionFactory, MembershipFactory, PatientFactory, UserFactory
 
 DEMO_IMAGES = Path(settings.BASE_DIR) / "demo" / "images"
@@ -52,6 +53,29 @@ def colleague(clinic):
 def outsider(db):
     """A clinician of another clinic: must never see the owner's records."""
     return MembershipFactory(clinic=ClinicFactory(name="Elsewhere"), user=UserFactory(username="outsider")).user
+
+
+# The admin roles (see tests/admin_helpers.py).
+@pytest.fixture
+def superuser(db):
+    return admin_helpers.superuser()
+
+
+@pytest.fixture
+def ml_admin(db):
+    return admin_helpers.ml_admin()
+
+
+@pytest.fixture
+def clinic_admin(clinic):
+    """Staff, and administrator of the owner's clinic and of nothing else."""
+    return admin_helpers.clinic_admin(clinic)
+
+
+@pytest.fixture
+def plain_staff(db):
+    """Staff with no role: may look at the admin, not change anything."""
+    return admin_helpers.plain_staff()
 
 
 @pytest.fixture

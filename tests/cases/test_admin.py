@@ -13,31 +13,11 @@ from cases.apps import ensure_ml_admins_group
 from cases.models import AuditEvent, Clinic, DeviceToken, LesionImage, Membership, Patient, Review
 from inference.models import Prediction
 from tests import admin_helpers
+from tests.admin_helpers import patient_form
 from tests.conftest import png_bytes
 from tests.factories import ClinicFactory, LesionFactory, MembershipFactory, PatientFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def superuser(db):
-    return admin_helpers.superuser()
-
-
-@pytest.fixture
-def ml_admin(db):
-    return admin_helpers.ml_admin()
-
-
-@pytest.fixture
-def clinic_admin(clinic):
-    """Administers the owner's clinic (clinic A) and nothing else."""
-    return admin_helpers.clinic_admin(clinic)
-
-
-@pytest.fixture
-def plain_staff(db):
-    return admin_helpers.plain_staff()
 
 
 @pytest.fixture
@@ -48,19 +28,6 @@ def other_clinic(outsider):
 @pytest.fixture
 def other_patient(other_clinic):
     return PatientFactory(clinic=other_clinic, given_name="Olga")
-
-
-def patient_form(patient, **changes):
-    data = {
-        "clinic": patient.clinic_id,
-        "medical_record_number": patient.medical_record_number,
-        "given_name": patient.given_name,
-        "family_name": patient.family_name,
-        "date_of_birth": patient.date_of_birth.isoformat(),
-        "sex": patient.sex,
-        "fitzpatrick_skin_type": patient.fitzpatrick_skin_type or "",
-    }
-    return {**data, **changes}
 
 
 def change_url(obj):

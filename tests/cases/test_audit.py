@@ -5,32 +5,10 @@ from cases import audit
 from cases.api.tokens import issue_token
 from cases.models import AuditEvent, Membership, Patient
 from tests import admin_helpers
+from tests.admin_helpers import patient_form
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def clinic_admin(clinic):
-    return admin_helpers.clinic_admin(clinic)
-
-
-@pytest.fixture
-def superuser(db):
-    return admin_helpers.superuser()
-
-
-def patient_form(patient, **changes):
-    data = {
-        "clinic": patient.clinic_id,
-        "medical_record_number": patient.medical_record_number,
-        "given_name": patient.given_name,
-        "family_name": patient.family_name,
-        "date_of_birth": patient.date_of_birth.isoformat(),
-        "sex": patient.sex,
-        "fitzpatrick_skin_type": patient.fitzpatrick_skin_type or "",
-    }
-    return {**data, **changes}
 
 
 def membership_formset(clinic, rows, **extra):
@@ -153,7 +131,10 @@ class TestAdminChanges:
 
     def test_an_objects_history_page_shows_its_trail(self, client, clinic_admin, patient):
         client.force_login(clinic_admin)
-        client.post(reverse("admin:cases_patient_change", args=[patient.pk]), patient_form(patient, given_name="Janet"))
+        client.post(
+            reverse("admin:cases_patient_change", args=[patient.pk]),
+            patient_form(patient, given_name="Janet"),
+        )
         page = client.get(reverse("admin:cases_patient_history", args=[patient.pk])).content.decode()
         assert 'id="audit-trail"' in page
         assert "given_name" in page and "Jane" in page and "Janet" in page
@@ -161,7 +142,10 @@ class TestAdminChanges:
 
     def test_the_audit_trail_lists_the_event_for_any_staff(self, client, clinic_admin, patient):
         client.force_login(clinic_admin)
-        client.post(reverse("admin:cases_patient_change", args=[patient.pk]), patient_form(patient, given_name="Janet"))
+        client.post(
+            reverse("admin:cases_patient_change", args=[patient.pk]),
+            patient_form(patient, given_name="Janet"),
+        )
         event = AuditEvent.objects.get()
         client.force_login(admin_helpers.plain_staff())
         listing = client.get(

@@ -9,32 +9,11 @@ from django.urls import reverse
 from cases.models import AuditEvent
 from inference import registry
 from inference.models import ModelActivation, ModelVersion
-from tests import admin_helpers
 from tests.conftest import edit_metadata, png_bytes
 
 from .test_registry import make_version, state, with_file, zip_folder
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def superuser(db):
-    return admin_helpers.superuser()
-
-
-@pytest.fixture
-def ml_admin(db):
-    return admin_helpers.ml_admin()
-
-
-@pytest.fixture
-def clinic_admin(clinic):
-    return admin_helpers.clinic_admin(clinic)
-
-
-@pytest.fixture
-def plain_staff(db):
-    return admin_helpers.plain_staff()
 
 
 @pytest.fixture

@@ -20,26 +20,6 @@ CHANGELIST = "admin:inference_prediction_changelist"
 
 
 @pytest.fixture
-def superuser(db):
-    return admin_helpers.superuser()
-
-
-@pytest.fixture
-def ml_admin(db):
-    return admin_helpers.ml_admin()
-
-
-@pytest.fixture
-def clinic_admin(clinic):
-    return admin_helpers.clinic_admin(clinic)
-
-
-@pytest.fixture
-def plain_staff(db):
-    return admin_helpers.plain_staff()
-
-
-@pytest.fixture
 def old_model(db):
     """A retired model version, inactive."""
     return ModelVersion.objects.create(
