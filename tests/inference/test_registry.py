@@ -95,6 +95,11 @@ def admin_user(db):
     return UserFactory(username="ml-lead")
 
 
+def shipped_label(model_dir):
+    metadata = json.loads((model_dir / "model.json").read_text())
+    return f"{metadata['name']}-{metadata['version']}"
+
+
 class TestRegisterModel:
     def test_it_registers_verifies_and_activates_the_shipped_model(self, model_dir, admin_user):
         version, created = registry.register_model_version(model_dir=model_dir, activate=True, user=admin_user)
@@ -244,7 +249,7 @@ class TestRegisterModel:
         archive = tmp_path / "model.zip"
         archive.write_bytes(zip_folder(model_dir))
         call_command("register_model", str(archive), "--activate")
-        assert "mobilenet-v2-melanoma-2 registered (active)" in capsys.readouterr().out
+        assert f"{shipped_label(model_dir)} registered (active)" in capsys.readouterr().out
 
     def test_the_management_command_reports_a_bad_model(self, tmp_path):
         (tmp_path / "notes.txt").write_text("hello")
@@ -280,7 +285,7 @@ class TestUpload:
     def test_files_may_sit_at_the_root_of_the_zip(self, model_dir, admin_user):
         upload = io.BytesIO(zip_folder(model_dir, top=None, extra={"__MACOSX/._model.json": b"junk"}))
         version, created = registry.register_model_upload(upload=upload, user=admin_user)
-        assert created and version.label == "mobilenet-v2-melanoma-2" and not version.is_active
+        assert created and version.label == shipped_label(model_dir) and not version.is_active
 
     @staticmethod
     def symlink_zip(model_dir):
