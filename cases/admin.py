@@ -9,47 +9,20 @@ here override ``has_*_permission`` instead of relying on Django's per-model
 permissions, and a staff user with no model permissions still gets the
 read-only view. Reviews, predictions, the audit trail and model activations
 are history: nobody edits or deletes them here. Every change made here is
-written to the audit trail (``cases.audit``).
+written to the audit trail (``core.audit``).
 """
 
 from django import forms
-from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
-from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.models import Group
+from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count
-from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+
+from core.admin import HistoryAdmin, StaffViewMixin
+from core.audit import AuditedAdminMixin
+from core.images import check_upload
 
 from . import permissions, services
-from .api.tokens import revoke_token
-from .audit import HIDDEN, AuditedAdminMixin, log_action
-from .models import AuditEvent, Clinic, DeviceToken, Lesion, LesionImage, Membership, Patient, Review
-from .validation import inspect_image, read_upload
-
-
-class StaffViewMixin:
-    """Any active staff user may see the page; editing is decided by role (see the module docstring)."""
-
-    def has_module_permission(self, request):
-        return permissions.can_view_admin(request.user)
-
-    def has_view_permission(self, request, obj=None):
-        return permissions.can_view_admin(request.user)
-
-
-class HistoryAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
-    """A record of what happened: viewable by staff, never added, changed or deleted in the admin."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from .models import Clinic, Lesion, LesionImage, Membership, Patient, Review
 
 
 def _on_autocomplete(request):
@@ -184,9 +157,8 @@ class LesionImageAddForm(forms.ModelForm):
         fields = ["lesion", "modality", "captured_at"]
 
     def clean_upload(self):
-        upload = self.cleaned_data["upload"]
-        inspect_image(read_upload(upload))  # ValidationError becomes a field error
-        return upload
+        # A ValidationError becomes a field error; the service reuses the check.
+        return check_upload(self.cleaned_data["upload"])
 
     def clean(self):
         cleaned = super().clean()
@@ -285,131 +257,3 @@ class ReviewAdmin(HistoryAdmin):
     @admin.display(description="Clinic", ordering="image__lesion__patient__clinic__name")
     def clinic(self, obj):
         return obj.image.lesion.patient.clinic
-
-
-class TokenStateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return [("usable", "Usable"), ("revoked", "Revoked"), ("expired", "Expired")]
-
-    def queryset(self, request, queryset):
-        now = timezone.now()
-        if self.value() == "usable":
-            return queryset.filter(revoked_at__isnull=True, expires_at__gt=now)
-        if self.value() == "revoked":
-            return queryset.filter(revoked_at__isnull=False)
-        if self.value() == "expired":
-            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
-        return queryset
-
-
-@admin.register(DeviceToken)
-class DeviceTokenAdmin(HistoryAdmin):
-    """API tokens: listed and revoked here, issued only by the API (the secret is shown once, there)."""
-
-    list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at", "usable"]
-    list_filter = [TokenStateFilter, "created_at", "expires_at"]
-    list_select_related = ["user"]
-    search_fields = ["name", "=prefix", "user__username"]
-    date_hierarchy = "created_at"
-    # Never the token hash: not on the page, not in the trail.
-    fields = ["user", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
-    audit_hidden_fields = ["token_hash"]
-    actions = ["revoke"]
-
-    @admin.display(boolean=True, description="Usable")
-    def usable(self, obj):
-        return obj.is_usable
-
-    def has_revoke_permission(self, request):
-        return permissions.can_edit_any_clinic_in_admin(request.user)
-
-    @admin.action(permissions=["revoke"], description="Revoke selected tokens")
-    def revoke(self, request, queryset):
-        tokens = list(queryset.select_related("user"))
-        refused = [t for t in tokens if not permissions.can_revoke_device_token_in_admin(request.user, t)]
-        if refused:
-            self.message_user(
-                request,
-                f"Nothing revoked: {len(refused)} of the selected tokens belong to users outside the clinics "
-                "you administer.",
-                messages.ERROR,
-            )
-            return None
-        revoked = 0
-        for token in tokens:
-            if token.revoked_at is not None:
-                continue
-            revoke_token(token)
-            log_action(
-                user=request.user,
-                obj=token,
-                description="Revoked",
-                changes={"revoked_at": [None, token.revoked_at.isoformat()]},
-            )
-            revoked += 1
-        self.message_user(request, f"{revoked} token{'s' if revoked != 1 else ''} revoked.", messages.SUCCESS)
-        return None
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(HistoryAdmin):
-    list_display = ["at", "user", "action", "model", "object_link", "description", "changed_fields"]
-    list_filter = ["action", "model", ("user", admin.RelatedOnlyFieldListFilter)]
-    list_select_related = ["user"]
-    search_fields = ["=object_id", "object_repr", "description"]
-    date_hierarchy = "at"
-    fields = ["at", "user", "action", "model", "object_id", "object_repr", "description", "changes_table"]
-    readonly_fields = fields
-
-    def history_view(self, request, object_id, extra_context=None):
-        # The trail of the trail would always be empty.
-        return admin.ModelAdmin.history_view(self, request, object_id, extra_context)
-
-    @admin.display(description="Object", ordering="object_repr")
-    def object_link(self, obj):
-        return format_html('{} <span class="quiet">({})</span>', obj.object_repr, obj.object_id)
-
-    @admin.display(description="Changed fields")
-    def changed_fields(self, obj):
-        return ", ".join(sorted(obj.changes)) if isinstance(obj.changes, dict) else ""
-
-    @admin.display(description="Changes")
-    def changes_table(self, obj):
-        if not obj.changes:
-            return "—"
-        rows = format_html_join(
-            "",
-            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
-            ((name, _show(values[0]), _show(values[1])) for name, values in sorted(obj.changes.items())),
-        )
-        return format_html("<table><thead><tr><th>Field</th><th>Old</th><th>New</th></tr></thead>{}</table>", rows)
-
-
-def _show(value):
-    if value is None:
-        return "—"
-    if value == HIDDEN:
-        return "(hidden)"
-    return str(value)
-
-
-# Users and groups keep Django's own admin (superusers and holders of the
-# auth permissions only), audited like everything else: who joined the ML
-# admins group, or had a password reset, is part of the trail.
-User = get_user_model()
-admin.site.unregister(User)
-admin.site.unregister(Group)
-
-
-@admin.register(User)
-class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
-    pass
-
-
-@admin.register(Group)
-class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
-    pass

@@ -9,7 +9,7 @@ of another clinic's patient is not disclosed.
 from django.core.exceptions import ValidationError
 from django.http import Http404
 
-from inference.models import Prediction
+from core.roles import can_view_admin  # noqa: F401  (re-exported: doors ask this module)
 
 from .models import Clinic, Lesion, LesionImage, Membership, Patient, Review
 
@@ -20,36 +20,31 @@ def clinics_of(user):
     return Clinic.objects.filter(memberships__user=user)
 
 
-def _visible_clinic_ids(user):
+def visible_clinic_ids(user):
+    """The ids of ``user``'s clinics, as a subquery to filter any clinical row by."""
     # A subquery, not a join, so that a user in several clinics never sees
     # a row twice.
     return clinics_of(user).values("pk")
 
 
 def patients_visible_to(user):
-    return Patient.objects.filter(clinic__in=_visible_clinic_ids(user))
+    return Patient.objects.filter(clinic__in=visible_clinic_ids(user))
 
 
 def lesions_visible_to(user):
-    return Lesion.objects.filter(patient__clinic__in=_visible_clinic_ids(user))
+    return Lesion.objects.filter(patient__clinic__in=visible_clinic_ids(user))
 
 
 def images_visible_to(user):
-    return LesionImage.objects.filter(lesion__patient__clinic__in=_visible_clinic_ids(user))
+    return LesionImage.objects.filter(lesion__patient__clinic__in=visible_clinic_ids(user))
 
 
 def reviews_visible_to(user):
-    return Review.objects.filter(image__lesion__patient__clinic__in=_visible_clinic_ids(user))
+    return Review.objects.filter(image__lesion__patient__clinic__in=visible_clinic_ids(user))
 
 
-def predictions_visible_to(user):
-    # A prediction (and its heatmap) shows the patient's image: same scope.
-    # Shadow-model predictions are for admins comparing models, never for
-    # clinicians: to them such a row does not exist.
-    return Prediction.objects.clinical().filter(image__lesion__patient__clinic__in=_visible_clinic_ids(user))
-
-
-def _get_or_404(queryset, pk):
+def get_or_404(queryset, pk):
+    """``queryset.get(pk=pk)``, or 404 for anything missing or malformed."""
     try:
         return queryset.get(pk=pk)
     except (queryset.model.DoesNotExist, ValidationError, ValueError, TypeError):
@@ -58,19 +53,15 @@ def _get_or_404(queryset, pk):
 
 
 def get_patient_or_404(user, pk):
-    return _get_or_404(patients_visible_to(user), pk)
+    return get_or_404(patients_visible_to(user), pk)
 
 
 def get_lesion_or_404(user, pk):
-    return _get_or_404(lesions_visible_to(user).select_related("patient"), pk)
+    return get_or_404(lesions_visible_to(user).select_related("patient"), pk)
 
 
 def get_image_or_404(user, pk):
-    return _get_or_404(images_visible_to(user).select_related("lesion__patient"), pk)
-
-
-def get_prediction_or_404(user, pk):
-    return _get_or_404(predictions_visible_to(user), pk)
+    return get_or_404(images_visible_to(user).select_related("lesion__patient"), pk)
 
 
 def can_edit_clinic_records(user, clinic):
@@ -84,11 +75,6 @@ def can_edit_clinic_records(user, clinic):
 # where they work.
 
 ML_ADMINS_GROUP = "ML admins"
-
-
-def can_view_admin(user):
-    """Any active staff user may look at every admin page (read-only unless a role says more)."""
-    return bool(user.is_authenticated and user.is_active and user.is_staff)
 
 
 def is_ml_admin(user):
@@ -121,19 +107,6 @@ def can_edit_in_admin(user, clinic):
 def can_edit_any_clinic_in_admin(user):
     """Sees the admin's add and change forms at all (a superuser or the admin of some clinic)."""
     return clinics_administered_by(user).exists()
-
-
-def can_act_on_predictions_in_admin(user, predictions):
-    """Re-run or flag predictions: ML admins any, clinic admins only their own clinics' images."""
-    if is_ml_admin(user):
-        return True
-    if not user.is_authenticated or not user.is_active:
-        return False
-    ids = [prediction.pk for prediction in predictions]
-    outside = Prediction.objects.filter(pk__in=ids).exclude(
-        image__lesion__patient__clinic__in=clinics_administered_by(user)
-    )
-    return not outside.exists()
 
 
 def can_revoke_device_token_in_admin(user, token):

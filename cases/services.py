@@ -1,7 +1,7 @@
 """Every write to the clinical record goes through these functions.
 
 Portal views, API views, the admin and management commands call them, so
-validation, permission checks and the queuing of inference happen the same
+validation, permission checks and the hand-over to inference happen the same
 way whichever door a record came in by. Keyword-only arguments; each returns
 the saved row or raises ValidationError / PermissionDenied.
 """
@@ -9,17 +9,18 @@ the saved row or raises ValidationError / PermissionDenied.
 import logging
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from inference.services import request_prediction
+from core.images import check_upload
 
 from . import permissions
 from .models import Lesion, LesionImage, Patient, Review
-from .validation import inspect_image, read_upload
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,18 @@ def _save_patient(
     patient.date_of_birth = date_of_birth
     patient.sex = sex
     patient.fitzpatrick_skin_type = fitzpatrick_skin_type
-    patient.full_clean()  # includes the per-clinic MRN uniqueness check
+    try:
+        patient.full_clean()  # includes the per-clinic MRN uniqueness check
+    except ValidationError as exc:
+        # The constraint spans two fields, so Django files its error under
+        # none; it is the MRN that a user has to change.
+        errors = exc.update_error_dict({})
+        duplicate = [e for e in errors.get(NON_FIELD_ERRORS, []) if e.code in ("unique_together", "unique")]
+        if duplicate:
+            errors[NON_FIELD_ERRORS] = [e for e in errors[NON_FIELD_ERRORS] if e not in duplicate]
+            errors.setdefault("medical_record_number", []).extend(duplicate)
+            errors = {field: messages for field, messages in errors.items() if messages}
+        raise ValidationError(errors) from exc
     patient.save()
     return patient
 
@@ -75,10 +87,12 @@ def create_lesion(*, user, patient, anatomical_site, description="") -> Lesion:
 
 
 def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> LesionImage:
-    """Validate and store an image of ``lesion``; queue its prediction on commit.
+    """Validate and store an image of ``lesion``; request its prediction on commit.
 
-    ``file`` is any readable binary file (an UploadedFile, a File, BytesIO).
-    Raises ValidationError for anything that is not a usable JPEG or PNG, and
+    ``file`` is any readable binary file (an UploadedFile, a File, BytesIO),
+    or the ``core.images.CheckedImage`` a form already made of it. Raises
+    ValidationError (keyed by this function's argument names, so every door
+    shows it as it is) for anything that is not a usable JPEG or PNG, and
     PermissionDenied if ``uploader`` is not in the patient's clinic; in both
     cases nothing is stored and nothing is queued.
     """
@@ -90,9 +104,11 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
         raise ValidationError({"captured_at": "The capture date is in the future."})
     if modality not in LesionImage.Modality.values:
         raise ValidationError({"modality": f"Unknown modality {modality!r}."})
-
-    data = read_upload(file)
-    info = inspect_image(data)
+    try:
+        checked = check_upload(file)
+    except ValidationError as exc:
+        raise ValidationError({"file": exc.error_list}) from exc
+    data, info = checked.data, checked.info
 
     image = LesionImage(
         lesion=lesion,
@@ -111,7 +127,7 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
             image.image.save("upload", ContentFile(data), save=False)
             stored_name = image.image.name
             image.save()
-            request_prediction(image)
+            _image_stored(image)
     except BaseException:
         # Our own transaction failed: take the file with it. (If an outer
         # transaction rolls back later, the orphan sweeper removes the file.)
@@ -122,17 +138,29 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
     return image
 
 
+def _image_stored(image):
+    """Hand a just-saved image on, inside its transaction: by default, request its prediction.
+
+    The one arrow from the clinical record towards inference, named in the
+    ``SKINCARE_IMAGE_STORED_HOOK`` setting (``inference.services.request_prediction``)
+    so that ``cases`` imports no app above it (docs/architecture.md). The hook
+    runs inside the upload's transaction, so its rows commit or roll back
+    with the image, and whatever it queues is sent on commit.
+    """
+    import_string(settings.SKINCARE_IMAGE_STORED_HOOK)(image)
+
+
 def add_review(
     *, reviewer, image, verdict, final_diagnosis, biopsy_requested=False, histopathology_result="", notes=""
 ) -> Review:
     """Append a review of ``image``; earlier reviews are never changed."""
     _require_member(reviewer, image.lesion.patient.clinic)
-    from inference.models import Prediction
-
     review = Review(
         image=image,
-        # The prediction the clinician was shown: the newest non-shadow one.
-        prediction=Prediction.objects.clinical().filter(image=image).order_by("-queued_at").first(),
+        # The prediction the clinician was shown: the newest non-shadow one
+        # (inference.selectors.latest_clinical_prediction, read through the
+        # reverse relation so that cases imports nothing from inference).
+        prediction=image.predictions.clinical().order_by("-queued_at").first(),
         reviewer=reviewer,
         verdict=verdict,
         final_diagnosis=final_diagnosis,

@@ -11,10 +11,3 @@ from . import services
 @shared_task(soft_time_limit=600, time_limit=660)
 def delete_orphan_image_files_task():
     services.delete_orphan_image_files(older_than=timedelta(seconds=settings.SKINCARE_ORPHAN_FILE_SECONDS))
-
-
-@shared_task(soft_time_limit=600, time_limit=660)
-def delete_expired_idempotency_records_task():
-    from .api.idempotency import delete_expired_records
-
-    delete_expired_records(older_than=timedelta(days=settings.SKINCARE_IDEMPOTENCY_KEY_DAYS))

@@ -1,8 +1,10 @@
 """Writes of the inference app: requesting, running and re-queuing predictions,
 and registering model versions.
 
-``request_prediction`` is the one door through which cases/ asks for
-inference. The task module stays thin and calls ``run_prediction``.
+``request_prediction`` is what ``cases.services.add_lesion_image`` calls for
+every stored image (the ``SKINCARE_IMAGE_STORED_HOOK`` setting). The task
+module stays thin and calls ``run_prediction``; work is sent to it through
+``inference.queueing``, by name, so this module never imports the tasks.
 """
 
 import logging
@@ -11,14 +13,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar
 
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from cases.models import LesionImage
 from training.preprocessing import ImageError
 
+from . import permissions
 from .models import ModelVersion, Prediction, heatmap_path
+from .queueing import send_prediction_on_commit
 from .runtime import heatmap_png
 
 logger = logging.getLogger(__name__)
@@ -43,8 +49,6 @@ def request_prediction(image, *, model_version=None):
     so that clinicians never wait behind it. Returns the requested model's
     prediction.
     """
-    from .tasks import run_prediction_task
-
     live = list(ModelVersion.objects.exclude(is_active=False, is_shadow=False))  # the active and the shadow
     active = next((version for version in live if version.is_active), None)
     shadow = next((version for version in live if version.is_shadow), None)
@@ -58,9 +62,7 @@ def request_prediction(image, *, model_version=None):
             image=image, model_version=version, defaults={"is_shadow": is_shadow}
         )
         if created or prediction.status in (Prediction.Status.PENDING, Prediction.Status.RUNNING):
-            # delay_on_commit: a rolled-back upload never reaches a worker, and a
-            # worker never looks for a row that is not committed yet.
-            run_prediction_task.delay_on_commit(str(prediction.pk))
+            send_prediction_on_commit(prediction.pk)
         return prediction
 
     prediction = get_or_queue(model_version, is_shadow=model_version == shadow)
@@ -191,17 +193,13 @@ def requeue_stale_predictions(*, older_than: timedelta) -> int:
     Also gives images that arrived while no model was active a prediction by
     the active one. Returns how many were queued.
     """
-    from cases.models import LesionImage
-
-    from .tasks import run_prediction_task
-
     count = 0
     for prediction in Prediction.objects.stale(older_than=older_than).only("pk"):
         with transaction.atomic():
             Prediction.objects.filter(pk=prediction.pk).update(
                 status=Prediction.Status.PENDING, queued_at=timezone.now()
             )
-            run_prediction_task.delay_on_commit(str(prediction.pk))
+            send_prediction_on_commit(prediction.pk)
         count += 1
     active = ModelVersion.objects.active()
     if active is not None:
@@ -243,11 +241,6 @@ def rerun_with_active_model(*, predictions, user) -> list[RerunOutcome]:
     PermissionDenied unless ``user`` may act on every one of ``predictions``,
     ValidationError when no model is active.
     """
-    from django.core.exceptions import PermissionDenied, ValidationError
-
-    from cases import permissions
-    from cases.models import LesionImage
-
     predictions = list(predictions)
     if not permissions.can_act_on_predictions_in_admin(user, predictions):
         raise PermissionDenied("You may only re-run predictions of the clinics you administer.")
@@ -298,10 +291,6 @@ def flag_for_specialist(*, predictions, user) -> list[Prediction]:
     Idempotent: an already flagged prediction keeps who flagged it and when.
     Raises PermissionDenied unless ``user`` may act on every one of them.
     """
-    from django.core.exceptions import PermissionDenied
-
-    from cases import permissions
-
     predictions = list(predictions)
     if not permissions.can_act_on_predictions_in_admin(user, predictions):
         raise PermissionDenied("You may only flag predictions of the clinics you administer.")

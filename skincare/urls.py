@@ -5,10 +5,10 @@ urlpatterns = [
     # The model monitoring page: an admin page of its own, ahead of the admin's URLs.
     path("admin/inference/monitoring/", include("inference.admin.monitoring")),
     path("admin/", admin.site.urls),
-    path("api/", include("cases.api.urls")),
-    path("", include("cases.urls")),
+    path("api/", include("api.urls")),
+    path("", include("portal.urls")),
 ]
 
 # JSON errors under /api/ (docs/api.md), Django's pages elsewhere.
-handler404 = "cases.api.errors.not_found"
-handler500 = "cases.api.errors.server_error"
+handler404 = "api.errors.not_found"
+handler500 = "api.errors.server_error"

@@ -246,10 +246,22 @@ def edit_metadata(folder: Path, **changes):
 
 
 @pytest.fixture
-def mocker_delay(monkeypatch):
-    """Record prediction ids handed to the broker instead of sending them."""
-    from inference.tasks import run_prediction_task
+def queued_predictions(monkeypatch):
+    """Prediction ids sent to the broker, as ``(id,)`` tuples, instead of sending them.
+
+    Only what actually reaches the broker edge is recorded: callbacks still
+    run on commit (use ``django_capture_on_commit_callbacks(execute=True)``
+    in a test transaction), so a rolled-back upload records nothing.
+    """
+    from celery import current_app
+
+    from inference.queueing import RUN_PREDICTION_TASK
 
     sent = []
-    monkeypatch.setattr(run_prediction_task, "delay", lambda *args, **kwargs: sent.append(args))
+
+    def send_task(name, args=(), **options):
+        assert name == RUN_PREDICTION_TASK, name
+        sent.append(tuple(args))
+
+    monkeypatch.setattr(current_app, "send_task", send_task)
     return sent

@@ -23,8 +23,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cases import permissions
-from cases.admin import HistoryAdmin, StaffViewMixin
-from cases.audit import AuditedAdminMixin, log_action, log_created
+from core.admin import HistoryAdmin, StaffViewMixin
+from core.audit import AuditedAdminMixin, log_action, log_created
 
 from .. import registry
 from ..models import ModelActivation, ModelVersion

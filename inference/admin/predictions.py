@@ -19,10 +19,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from cases import permissions
-from cases.admin import HistoryAdmin
-from cases.audit import log_action, log_actions
 from cases.models import Review
-from cases.views import private_heatmap_response, private_image_response
+from core.admin import HistoryAdmin
+from core.audit import log_action, log_actions
+from core.files import private_file_response, private_image_response
 
 from .. import services
 from ..models import Prediction
@@ -253,12 +253,13 @@ class PredictionAdmin(HistoryAdmin):
         if not permissions.can_view_admin(request.user):
             raise PermissionDenied
         prediction = get_object_or_404(Prediction.objects.select_related("image"), pk=prediction_id)
-        return private_image_response(prediction.image)
+        return private_image_response(prediction.image.image, prediction.image.image_format)
 
     def heatmap_view(self, request, prediction_id):
         if not permissions.can_view_admin(request.user):
             raise PermissionDenied
-        return private_heatmap_response(get_object_or_404(Prediction, pk=prediction_id))
+        prediction = get_object_or_404(Prediction, pk=prediction_id)
+        return private_file_response(prediction.heatmap, content_type="image/png")
 
     # --- Columns.
 

@@ -39,8 +39,13 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_htmx",
     "axes",
+    # Our apps, foundation first; imports point one way, down this list
+    # (docs/architecture.md, enforced by tests/test_architecture.py).
+    "core",
     "cases",
     "inference",
+    "api",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -69,7 +74,7 @@ AXES_FAILURE_LIMIT = env.int("SKINCARE_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = env.float("SKINCARE_LOGIN_COOLOFF_HOURS", default=0.25)  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_LOCKOUT_CALLABLE = "cases.api.errors.lockout_response"  # the JSON error shape under /api/
+AXES_LOCKOUT_CALLABLE = "api.errors.lockout_response"  # the JSON error shape under /api/
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 
@@ -117,9 +122,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "cases:login"
-LOGIN_REDIRECT_URL = "cases:home"
-LOGOUT_REDIRECT_URL = "cases:login"
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:home"
+LOGOUT_REDIRECT_URL = "portal:login"
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
@@ -131,7 +136,7 @@ STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 
 # Lesion images and model files are private: there is no MEDIA_URL route.
 # Image bytes are served only by views that check who is asking
-# (cases.views), and on S3 through short-lived presigned links.
+# (portal.views), and on S3 through short-lived presigned links.
 STORAGE_BACKEND = env("STORAGE_BACKEND", default="local")
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 if STORAGE_BACKEND == "s3":
@@ -159,6 +164,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# What cases.services.add_lesion_image calls, inside the upload's transaction,
+# for every stored image: the one explicit hook from cases to inference.
+SKINCARE_IMAGE_STORED_HOOK = "inference.services.request_prediction"
 # Uploads: anything larger than this is refused before it is decoded.
 SKINCARE_MAX_UPLOAD_BYTES = env.int("SKINCARE_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -221,7 +229,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
     },
     "delete-expired-idempotency-records": {
-        "task": "cases.tasks.delete_expired_idempotency_records_task",
+        "task": "api.tasks.delete_expired_idempotency_records_task",
         "schedule": 86400.0,
     },
 }
@@ -249,13 +257,13 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Bearer first: its challenge is the WWW-Authenticate header of a 401.
-        "cases.api.authentication.DeviceTokenAuthentication",
+        "api.authentication.DeviceTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",  # browsable API; enforces CSRF
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "cases.api.throttling.UserThrottle",
-        "cases.api.throttling.TokenThrottle",
+        "api.throttling.UserThrottle",
+        "api.throttling.TokenThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env("SKINCARE_API_USER_RATE", default="600/min"),
@@ -263,10 +271,10 @@ REST_FRAMEWORK = {
         "uploads": env("SKINCARE_API_UPLOAD_RATE", default="120/min"),
         "auth": env("SKINCARE_API_AUTH_RATE", default="10/min"),
     },
-    "DEFAULT_PAGINATION_CLASS": "cases.api.pagination.Pagination",
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "cases.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -289,6 +297,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "cases.api.schema.add_error_responses",
+        "api.schema.add_error_responses",
     ],
 }

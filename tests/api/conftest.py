@@ -4,7 +4,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from cases.api.tokens import issue_token
+from api.tokens import issue_token
 from tests.factories import ClinicFactory, MembershipFactory
 
 

@@ -7,7 +7,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
-from cases.models import IdempotencyRecord, LesionImage, Patient
+from api.models import IdempotencyRecord
+from cases.models import LesionImage, Patient
 from inference.models import Prediction
 
 from ..conftest import png_bytes
@@ -116,7 +117,7 @@ def test_answers_are_forgotten_after_the_retention_period(owner_api, lesion, jpe
 
     from django.utils import timezone
 
-    from cases.api.idempotency import delete_expired_records
+    from api.idempotency import delete_expired_records
 
     key = str(uuid.uuid4())
     assert upload(owner_api, lesion, jpeg_bytes, HTTP_IDEMPOTENCY_KEY=key).status_code == 201

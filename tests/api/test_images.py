@@ -33,7 +33,7 @@ def stored_files(settings):
 
 
 def test_upload_stores_the_image_and_queues_one_prediction(
-    owner_api, owner, lesion, jpeg_bytes, active_model, django_capture_on_commit_callbacks, mocker_delay
+    owner_api, owner, lesion, jpeg_bytes, active_model, django_capture_on_commit_callbacks, queued_predictions
 ):
     with django_capture_on_commit_callbacks(execute=True):
         response = upload(owner_api, lesion, jpeg_bytes, captured_at="2026-01-02T03:04:05Z")
@@ -48,7 +48,7 @@ def test_upload_stores_the_image_and_queues_one_prediction(
     prediction = Prediction.objects.get(image=image)
     assert body["prediction"]["status"] == "pending" and body["prediction"]["id"] == str(prediction.pk)
     assert body["prediction"]["model_version"] == active_model.label
-    assert mocker_delay == [(str(prediction.pk),)]
+    assert queued_predictions == [(str(prediction.pk),)]
 
 
 def test_colleague_may_upload_outsider_may_not(colleague_api, outsider_api, lesion, jpeg_bytes, active_model, settings):
@@ -67,14 +67,14 @@ def test_colleague_may_upload_outsider_may_not(colleague_api, outsider_api, lesi
     ],
 )
 def test_bad_files_are_400_and_nothing_is_stored_or_queued(
-    owner_api, lesion, jpeg_bytes, active_model, settings, data, name, field, mocker_delay
+    owner_api, lesion, jpeg_bytes, active_model, settings, data, name, field, queued_predictions
 ):
     if data is None:
         data = jpeg_bytes[: len(jpeg_bytes) // 2]
     error = assert_error(upload(owner_api, lesion, data, name=name), 400, "validation_error")
     assert field in error["fields"], error
     assert not LesionImage.objects.exists() and not Prediction.objects.exists()
-    assert stored_files(settings) == [] and mocker_delay == []
+    assert stored_files(settings) == [] and queued_predictions == []
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from api.tokens import issue_token
 from cases import services
-from cases.api.tokens import issue_token
 from inference.models import Prediction
 
 from .conftest import token_client
@@ -78,7 +78,7 @@ def live_schema(db):
 
 
 def test_api_conforms_to_its_schema(
-    live_schema, owner, patient, lesion, jpeg_bytes, active_model, mocker_delay, settings
+    live_schema, owner, patient, lesion, jpeg_bytes, active_model, queued_predictions, settings
 ):
     """Every operation, valid and invalid input, all of schemathesis's checks
     but one: positive_data_acceptance expects every schema-valid body to be

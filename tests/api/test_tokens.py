@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from cases.models import DeviceToken
+from api.models import DeviceToken
 
 from .conftest import assert_error, token_client
 

@@ -7,10 +7,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from api.models import DeviceToken
+from api.tokens import issue_token
 from cases import permissions
-from cases.api.tokens import issue_token
 from cases.apps import ensure_ml_admins_group
-from cases.models import AuditEvent, Clinic, DeviceToken, LesionImage, Membership, Patient, Review
+from cases.models import Clinic, LesionImage, Membership, Patient, Review
+from core.models import AuditEvent
 from inference.models import Prediction
 from tests import admin_helpers
 from tests.admin_helpers import patient_form
@@ -99,8 +101,8 @@ CHANGELISTS = [
     "cases_lesion",
     "cases_lesionimage",
     "cases_review",
-    "cases_devicetoken",
-    "cases_auditevent",
+    "api_devicetoken",
+    "core_auditevent",
     "inference_prediction",
 ]
 
@@ -352,7 +354,7 @@ def colleague_token(colleague):
 def test_the_token_hash_is_never_shown(client, superuser, colleague_token):
     row, _token = colleague_token
     client.force_login(superuser)
-    for url in (reverse("admin:cases_devicetoken_changelist"), change_url(row)):
+    for url in (reverse("admin:api_devicetoken_changelist"), change_url(row)):
         page = client.get(url).content.decode()
         assert row.prefix in page
         assert row.token_hash not in page
@@ -362,12 +364,12 @@ def test_a_clinic_admin_revokes_a_token_of_their_clinic(client, clinic_admin, co
     row, _token = colleague_token
     client.force_login(clinic_admin)
     response = client.post(
-        reverse("admin:cases_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]}
+        reverse("admin:api_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]}
     )
     assert response.status_code == 302
     row.refresh_from_db()
     assert row.revoked_at is not None
-    event = AuditEvent.objects.get(model="cases.devicetoken")
+    event = AuditEvent.objects.get(model="api.devicetoken")
     assert (event.action, event.user, event.description) == ("action", clinic_admin, "Revoked")
     assert row.token_hash not in str(event.changes)
 
@@ -375,7 +377,7 @@ def test_a_clinic_admin_revokes_a_token_of_their_clinic(client, clinic_admin, co
 def test_a_clinic_admin_cannot_revoke_an_outsiders_token(client, clinic_admin, outsider):
     row, _token = issue_token(user=outsider, name="Outsider's phone")
     client.force_login(clinic_admin)
-    client.post(reverse("admin:cases_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
+    client.post(reverse("admin:api_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
     row.refresh_from_db()
     assert row.revoked_at is None
     assert not AuditEvent.objects.exists()
@@ -384,7 +386,7 @@ def test_a_clinic_admin_cannot_revoke_an_outsiders_token(client, clinic_admin, o
 def test_plain_staff_are_not_offered_the_revoke_action(client, plain_staff, colleague_token):
     row, _token = colleague_token
     client.force_login(plain_staff)
-    client.post(reverse("admin:cases_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
+    client.post(reverse("admin:api_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
     row.refresh_from_db()
     assert row.revoked_at is None
 
@@ -396,7 +398,7 @@ def test_the_audit_trail_is_searchable_by_object_id_and_filterable_by_action(cli
     AuditEvent.objects.create(user=superuser, action="changed", model="cases.patient", object_id="abc", object_repr="A")
     AuditEvent.objects.create(user=superuser, action="deleted", model="cases.patient", object_id="xyz", object_repr="B")
     client.force_login(plain_staff)
-    url = reverse("admin:cases_auditevent_changelist")
+    url = reverse("admin:core_auditevent_changelist")
     assert [e.object_id for e in client.get(url, {"q": "xyz"}).context["cl"].result_list] == ["xyz"]
     assert [e.object_id for e in client.get(url, {"action__exact": "changed"}).context["cl"].result_list] == ["abc"]
 
@@ -426,9 +428,9 @@ def _rows(changelist, n, clinic, owner):
                 version = ModelVersion.objects.first() or _model_version()
                 Prediction.objects.create(image=image, model_version=version)
                 admin_helpers.make_review(image, owner)
-        elif changelist == "cases_devicetoken":
+        elif changelist == "api_devicetoken":
             issue_token(user=UserFactory(), name=f"phone {i}")
-        elif changelist == "cases_auditevent":
+        elif changelist == "core_auditevent":
             AuditEvent.objects.create(
                 user=UserFactory(), action="changed", model="cases.patient", object_id=str(i), at=now
             )
@@ -451,7 +453,7 @@ def test_a_changelist_costs_the_same_number_of_queries_for_2_or_20_rows(client, 
 
 def test_device_tokens_listed_are_the_real_rows(client, superuser, colleague_token):
     client.force_login(superuser)
-    rows = client.get(reverse("admin:cases_devicetoken_changelist")).context["cl"].result_list
+    rows = client.get(reverse("admin:api_devicetoken_changelist")).context["cl"].result_list
     assert list(rows) == list(DeviceToken.objects.all())
 
 

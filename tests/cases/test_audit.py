@@ -1,9 +1,10 @@
 import pytest
 from django.urls import reverse
 
-from cases import audit
-from cases.api.tokens import issue_token
-from cases.models import AuditEvent, Membership, Patient
+from api.tokens import issue_token
+from cases.models import Membership, Patient
+from core import audit
+from core.models import AuditEvent
 from tests import admin_helpers
 from tests.admin_helpers import patient_form
 from tests.factories import UserFactory
@@ -149,10 +150,10 @@ class TestAdminChanges:
         event = AuditEvent.objects.get()
         client.force_login(admin_helpers.plain_staff())
         listing = client.get(
-            reverse("admin:cases_auditevent_changelist"), {"model": "cases.patient", "object_id": str(patient.pk)}
+            reverse("admin:core_auditevent_changelist"), {"model": "cases.patient", "object_id": str(patient.pk)}
         )
         assert list(listing.context["cl"].result_list) == [event]
-        detail = client.get(reverse("admin:cases_auditevent_change", args=[event.pk])).content.decode()
+        detail = client.get(reverse("admin:core_auditevent_change", args=[event.pk])).content.decode()
         assert "Jane" in detail and "Janet" in detail
 
     def test_adding_a_user_to_the_ml_admins_group_is_recorded(self, client, superuser):

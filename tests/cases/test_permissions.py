@@ -48,7 +48,7 @@ class TestScoping:
 class TestImageFile:
     def test_it_serves_the_bytes_to_a_colleague(self, client, colleague, image, jpeg_bytes):
         client.force_login(colleague)
-        response = client.get(reverse("cases:image-file", args=[image.pk]))
+        response = client.get(reverse("portal:image-file", args=[image.pk]))
         assert response.status_code == 200
         # Served without metadata; the demo JPEGs carry none beyond JFIF.
         assert response.content == jpeg_bytes
@@ -57,16 +57,16 @@ class TestImageFile:
 
     def test_it_is_404_for_an_outsider(self, client, outsider, image):
         client.force_login(outsider)
-        assert client.get(reverse("cases:image-file", args=[image.pk])).status_code == 404
+        assert client.get(reverse("portal:image-file", args=[image.pk])).status_code == 404
 
     def test_it_is_404_for_an_unknown_image(self, client, owner):
         client.force_login(owner)
-        assert client.get(reverse("cases:image-file", args=[uuid.uuid4()])).status_code == 404
+        assert client.get(reverse("portal:image-file", args=[uuid.uuid4()])).status_code == 404
 
     def test_it_requires_login(self, client, image):
-        response = client.get(reverse("cases:image-file", args=[image.pk]))
+        response = client.get(reverse("portal:image-file", args=[image.pk]))
         assert response.status_code == 302
-        assert response["Location"].startswith(reverse("cases:login"))
+        assert response["Location"].startswith(reverse("portal:login"))
 
     def test_there_is_no_public_media_url(self, client, image):
         assert client.get(f"/media/{image.image.name}").status_code == 404

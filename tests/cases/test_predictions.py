@@ -6,7 +6,8 @@ import uuid
 import pytest
 from django.urls import reverse
 
-from cases import permissions, services
+from cases import services
+from inference import permissions as inference_permissions
 from inference import services as inference_services
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
 
@@ -22,14 +23,14 @@ def prediction(owner, lesion, jpeg_bytes, synthetic_model):
 
 
 def heatmap_url(prediction):
-    return reverse("cases:prediction-heatmap", args=[prediction.pk])
+    return reverse("portal:prediction-heatmap", args=[prediction.pk])
 
 
 class TestScoping:
     @pytest.mark.parametrize("who, visible", [("owner", True), ("colleague", True), ("outsider", False)])
     def test_predictions_are_visible_only_within_the_clinic(self, request, prediction, who, visible):
         user = request.getfixturevalue(who)
-        assert permissions.predictions_visible_to(user).filter(pk=prediction.pk).exists() is visible
+        assert inference_permissions.predictions_visible_to(user).filter(pk=prediction.pk).exists() is visible
 
 
 class TestHeatmapView:
@@ -48,7 +49,7 @@ class TestHeatmapView:
 
     def test_it_is_404_for_an_unknown_prediction(self, client, owner):
         client.force_login(owner)
-        assert client.get(reverse("cases:prediction-heatmap", args=[uuid.uuid4()])).status_code == 404
+        assert client.get(reverse("portal:prediction-heatmap", args=[uuid.uuid4()])).status_code == 404
 
     def test_it_is_404_when_there_is_no_heatmap(self, client, owner, prediction):
         Prediction.objects.filter(pk=prediction.pk).update(heatmap="")
@@ -58,7 +59,7 @@ class TestHeatmapView:
     def test_it_requires_login(self, client, prediction):
         response = client.get(heatmap_url(prediction))
         assert response.status_code == 302
-        assert response["Location"].startswith(reverse("cases:login"))
+        assert response["Location"].startswith(reverse("portal:login"))
 
     def test_there_is_no_public_media_url(self, client, owner, prediction):
         client.force_login(owner)
@@ -75,7 +76,7 @@ class TestHome:
 
     def test_the_image_page_overlays_the_heatmap(self, client, owner, prediction):
         client.force_login(owner)
-        page = client.get(reverse("cases:image-detail", args=[prediction.image.pk])).content.decode()
+        page = client.get(reverse("portal:image-detail", args=[prediction.image.pk])).content.decode()
         assert heatmap_url(prediction) in page
 
 

@@ -59,13 +59,13 @@ class TestAddLesionImage:
         assert len(callbacks) == 1
 
     def test_it_queues_nothing_before_commit(
-        self, owner, lesion, jpeg_bytes, active_model, mocker_delay, django_capture_on_commit_callbacks
+        self, owner, lesion, jpeg_bytes, active_model, queued_predictions, django_capture_on_commit_callbacks
     ):
         with django_capture_on_commit_callbacks(execute=True):
             with transaction.atomic():
                 image = add(owner, lesion, jpeg_bytes)
-            assert mocker_delay == []
-        assert mocker_delay == [(str(Prediction.objects.get(image=image).pk),)]
+            assert queued_predictions == []
+        assert queued_predictions == [(str(Prediction.objects.get(image=image).pk),)]
 
     def test_it_accepts_png(self, owner, lesion, active_model):
         image = add(owner, lesion, png_bytes())
@@ -129,7 +129,7 @@ class TestAddLesionImage:
         assert add(colleague, lesion, jpeg_bytes).uploaded_by == colleague
 
     def test_a_rolled_back_transaction_queues_nothing_and_the_sweeper_removes_the_file(
-        self, owner, lesion, jpeg_bytes, active_model, mocker_delay, django_capture_on_commit_callbacks
+        self, owner, lesion, jpeg_bytes, active_model, queued_predictions, django_capture_on_commit_callbacks
     ):
         with django_capture_on_commit_callbacks(execute=True):
             with pytest.raises(RuntimeError), transaction.atomic():
@@ -138,7 +138,7 @@ class TestAddLesionImage:
 
         assert LesionImage.objects.count() == 0
         assert Prediction.objects.count() == 0
-        assert mocker_delay == []
+        assert queued_predictions == []
         assert len(stored_files()) == 1  # no rollback hook: the orphan waits for the sweeper
         deleted = services.delete_orphan_image_files(older_than=timedelta(0))
         assert len(deleted) == 1
@@ -153,15 +153,17 @@ class TestAddLesionImage:
         ]
         assert default_storage.exists(image.image.name)
 
-    def test_a_failing_save_removes_the_stored_file(self, owner, lesion, jpeg_bytes, monkeypatch):
-        def explode(*args, **kwargs):
-            raise RuntimeError("database went away")
-
-        monkeypatch.setattr(services, "request_prediction", explode)
+    def test_a_failing_save_removes_the_stored_file(self, owner, lesion, jpeg_bytes, settings):
+        settings.SKINCARE_IMAGE_STORED_HOOK = f"{__name__}.explode"
         with pytest.raises(RuntimeError):
             add(owner, lesion, jpeg_bytes)
         assert stored_files() == []
         assert LesionImage.objects.count() == 0
+
+
+def explode(image):
+    """An image-stored hook whose database went away (see SKINCARE_IMAGE_STORED_HOOK)."""
+    raise RuntimeError("database went away")
 
 
 class TestCreatePatient:

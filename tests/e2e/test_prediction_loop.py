@@ -110,7 +110,7 @@ def test_a_rolled_back_upload_never_reaches_the_queue(worker, owner, lesion, jpe
 def test_a_shadow_model_predicts_every_new_image_beside_the_active_one_and_stays_hidden(
     worker, owner, lesion, demo_image_paths, active_model
 ):
-    from cases import permissions
+    from inference import permissions
     from inference.models import ModelVersion
     from tests.conftest import BASELINE_DIR, register_for_test
 

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from cases.models import AuditEvent
+from core.models import AuditEvent
 from inference import registry
 from inference.models import ModelActivation, ModelVersion
 from tests.conftest import edit_metadata, png_bytes

@@ -6,8 +6,9 @@ from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from cases import services as case_services
-from cases.imagemeta import strip_metadata
-from cases.models import AuditEvent, Review
+from cases.models import Review
+from core.imagemeta import strip_metadata
+from core.models import AuditEvent
 from inference import services
 from inference.models import ModelVersion, Prediction
 from tests import admin_helpers
@@ -191,7 +192,7 @@ def rerun_rows(owner, lesion, active_model, old_model):
 
 
 def test_rerun_queues_what_the_active_model_has_not_done(
-    client, ml_admin, rerun_rows, active_model, mocker_delay, django_capture_on_commit_callbacks
+    client, ml_admin, rerun_rows, active_model, queued_predictions, django_capture_on_commit_callbacks
 ):
     client.force_login(ml_admin)
     response = run_action(client, "rerun_with_active_model", rerun_rows.values(), django_capture_on_commit_callbacks)
@@ -200,7 +201,7 @@ def test_rerun_queues_what_the_active_model_has_not_done(
     failed = Prediction.objects.get(pk=rerun_rows["failed"].pk)
     assert (new.status, new.is_shadow) == ("pending", False)
     assert (failed.status, failed.error, failed.attempts, failed.finished_at) == ("pending", "", 0, None)
-    assert sorted(mocker_delay) == sorted([(str(new.pk),), (str(failed.pk),)])
+    assert sorted(queued_predictions) == sorted([(str(new.pk),), (str(failed.pk),)])
     assert Prediction.objects.get(pk=rerun_rows["shadow"].pk).is_shadow is False
     assert Prediction.objects.get(pk=rerun_rows["done"].pk).status == "succeeded"
     assert messages_of(response) == [
@@ -208,18 +209,20 @@ def test_rerun_queues_what_the_active_model_has_not_done(
     ]
 
 
-def test_rerun_twice_queues_nothing_new(client, ml_admin, rerun_rows, mocker_delay, django_capture_on_commit_callbacks):
+def test_rerun_twice_queues_nothing_new(
+    client, ml_admin, rerun_rows, queued_predictions, django_capture_on_commit_callbacks
+):
     client.force_login(ml_admin)
     run_action(client, "rerun_with_active_model", rerun_rows.values(), django_capture_on_commit_callbacks)
-    count, sent = Prediction.objects.count(), len(mocker_delay)
+    count, sent = Prediction.objects.count(), len(queued_predictions)
     response = run_action(client, "rerun_with_active_model", rerun_rows.values(), django_capture_on_commit_callbacks)
     assert Prediction.objects.count() == count
-    assert len(mocker_delay) == sent
+    assert len(queued_predictions) == sent
     assert messages_of(response) == ["Re-run with the active model: 0 queued, 3 already queued, 2 already done."]
 
 
 def test_rerun_writes_an_audit_event_per_image(
-    client, ml_admin, rerun_rows, mocker_delay, django_capture_on_commit_callbacks
+    client, ml_admin, rerun_rows, queued_predictions, django_capture_on_commit_callbacks
 ):
     client.force_login(ml_admin)
     run_action(client, "rerun_with_active_model", rerun_rows.values(), django_capture_on_commit_callbacks)
@@ -234,22 +237,22 @@ def test_rerun_writes_an_audit_event_per_image(
 
 
 def test_rerun_with_no_active_model_says_so_and_changes_nothing(
-    client, ml_admin, owner, lesion, old_model, mocker_delay, django_capture_on_commit_callbacks
+    client, ml_admin, owner, lesion, old_model, queued_predictions, django_capture_on_commit_callbacks
 ):
     prediction = predict(admin_helpers.make_image(lesion, owner), old_model, status="failed")
     client.force_login(ml_admin)
     response = run_action(client, "rerun_with_active_model", [prediction], django_capture_on_commit_callbacks)
     assert messages_of(response) == ["No model is active: activate one before re-running predictions."]
-    assert Prediction.objects.count() == 1 and mocker_delay == []
+    assert Prediction.objects.count() == 1 and queued_predictions == []
     assert not AuditEvent.objects.exists()
 
 
 def test_a_clinic_admin_reruns_their_clinics_predictions(
-    client, clinic_admin, rerun_rows, mocker_delay, django_capture_on_commit_callbacks
+    client, clinic_admin, rerun_rows, queued_predictions, django_capture_on_commit_callbacks
 ):
     client.force_login(clinic_admin)
     run_action(client, "rerun_with_active_model", [rerun_rows["failed"]], django_capture_on_commit_callbacks)
-    assert mocker_delay == [(str(rerun_rows["failed"].pk),)]
+    assert queued_predictions == [(str(rerun_rows["failed"].pk),)]
 
 
 def test_a_clinic_admin_cannot_rerun_another_clinics_predictions(
@@ -259,7 +262,7 @@ def test_a_clinic_admin_cannot_rerun_another_clinics_predictions(
     other_lesion,
     outsider,
     active_model,
-    mocker_delay,
+    queued_predictions,
     django_capture_on_commit_callbacks,
 ):
     theirs = predict(admin_helpers.make_image(other_lesion, outsider), active_model, status="failed")
@@ -268,14 +271,14 @@ def test_a_clinic_admin_cannot_rerun_another_clinics_predictions(
         client, "rerun_with_active_model", [rerun_rows["failed"], theirs], django_capture_on_commit_callbacks
     )
     assert "Nothing done" in messages_of(response)[0]
-    assert mocker_delay == []
+    assert queued_predictions == []
     assert Prediction.objects.get(pk=theirs.pk).status == "failed"
     assert Prediction.objects.get(pk=rerun_rows["failed"].pk).status == "failed"
     assert not AuditEvent.objects.exists()
 
 
 def test_plain_staff_are_not_offered_rerun_or_flag(
-    client, plain_staff, rerun_rows, mocker_delay, django_capture_on_commit_callbacks
+    client, plain_staff, rerun_rows, queued_predictions, django_capture_on_commit_callbacks
 ):
     client.force_login(plain_staff)
     page = client.get(reverse(CHANGELIST)).content.decode()
@@ -283,7 +286,7 @@ def test_plain_staff_are_not_offered_rerun_or_flag(
     assert 'value="rerun_with_active_model"' not in page and 'value="flag_for_specialist"' not in page
     for action in ("rerun_with_active_model", "flag_for_specialist"):
         run_action(client, action, [rerun_rows["failed"]], django_capture_on_commit_callbacks)
-    assert mocker_delay == []
+    assert queued_predictions == []
     assert Prediction.objects.get(pk=rerun_rows["failed"].pk).status == "failed"
     assert not Prediction.objects.filter(flagged_for_specialist=True).exists()
 
@@ -417,7 +420,7 @@ def test_the_services_refuse_a_user_without_a_role(plain_staff, rerun_rows):
 
 
 def test_the_portal_shows_a_flag_to_the_clinicians_of_the_image(client, colleague, clinic_admin, uploaded):
-    page_url = reverse("cases:image-detail", args=[uploaded.image_id])
+    page_url = reverse("portal:image-detail", args=[uploaded.image_id])
     client.force_login(colleague)
     assert "Flagged for specialist review" not in client.get(page_url).content.decode()
     services.flag_for_specialist(predictions=[uploaded], user=clinic_admin)

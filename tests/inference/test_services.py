@@ -172,14 +172,14 @@ class TestRequestPrediction:
 
 class TestRequeueStale:
     def test_it_requeues_old_pending_and_running_but_not_fresh_or_finished(
-        self, image, mocker_delay, django_capture_on_commit_callbacks
+        self, image, queued_predictions, django_capture_on_commit_callbacks
     ):
         old = timezone.now() - timedelta(hours=2)
         stale = Prediction.objects.get(image=image)
         Prediction.objects.filter(pk=stale.pk).update(queued_at=old)
         with django_capture_on_commit_callbacks(execute=True):
             assert services.requeue_stale_predictions(older_than=timedelta(hours=1)) == 1
-        assert mocker_delay == [(str(stale.pk),)]
+        assert queued_predictions == [(str(stale.pk),)]
 
         Prediction.objects.filter(pk=stale.pk).update(status="succeeded", queued_at=old)
         assert services.requeue_stale_predictions(older_than=timedelta(hours=1)) == 0

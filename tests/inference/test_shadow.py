@@ -32,7 +32,14 @@ def upload(user, lesion, data):
 
 class TestRequestPrediction:
     def test_an_upload_queues_the_active_and_then_the_shadow_prediction(
-        self, owner, lesion, jpeg_bytes, active_model, shadow_model, mocker_delay, django_capture_on_commit_callbacks
+        self,
+        owner,
+        lesion,
+        jpeg_bytes,
+        active_model,
+        shadow_model,
+        queued_predictions,
+        django_capture_on_commit_callbacks,
     ):
         with django_capture_on_commit_callbacks(execute=True):
             image = upload(owner, lesion, jpeg_bytes)
@@ -41,14 +48,14 @@ class TestRequestPrediction:
         assert (clinical.is_shadow, shadow.is_shadow) == (False, True)
         assert (clinical.status, shadow.status) == ("pending", "pending")
         # The clinician's prediction goes to the worker first.
-        assert mocker_delay == [(str(clinical.pk),), (str(shadow.pk),)]
+        assert queued_predictions == [(str(clinical.pk),), (str(shadow.pk),)]
 
     def test_without_a_shadow_model_there_is_one_prediction(self, owner, lesion, jpeg_bytes, active_model):
         image = upload(owner, lesion, jpeg_bytes)
         assert list(image.predictions.values_list("model_version", "is_shadow")) == [(active_model.pk, False)]
 
     def test_asking_again_creates_and_queues_nothing_new_once_finished(
-        self, owner, lesion, jpeg_bytes, shadow_model, mocker_delay, django_capture_on_commit_callbacks
+        self, owner, lesion, jpeg_bytes, shadow_model, queued_predictions, django_capture_on_commit_callbacks
     ):
         image = upload(owner, lesion, jpeg_bytes)
         Prediction.objects.filter(image=image).update(status=Prediction.Status.SUCCEEDED)
@@ -56,7 +63,7 @@ class TestRequestPrediction:
             returned = services.request_prediction(image)
         assert image.predictions.count() == 2
         assert not returned.is_shadow
-        assert mocker_delay == []
+        assert queued_predictions == []
 
     def test_a_request_for_an_older_version_gets_no_shadow_copy(self, owner, lesion, jpeg_bytes, shadow_model):
         old = ModelVersion.objects.create(
@@ -121,15 +128,15 @@ class TestPortal:
     def test_the_image_page_and_its_status_fragment_show_only_the_clinical_prediction(
         self, signed_in, image, clinical, shadow
     ):
-        for url in [reverse("cases:image-detail", args=[image.pk]), reverse("cases:image-status", args=[image.pk])]:
+        for url in [reverse("portal:image-detail", args=[image.pk]), reverse("portal:image-status", args=[image.pk])]:
             content = signed_in.get(url).content.decode()
             assert 'data-label="benign"' in content and "0.12" in content
             assert_hidden(content, shadow)
-        detail = signed_in.get(reverse("cases:image-detail", args=[image.pk])).content.decode()
+        detail = signed_in.get(reverse("portal:image-detail", args=[image.pk])).content.decode()
         assert clinical.model_version.label in detail
 
     def test_the_patient_page_shows_only_the_clinical_prediction(self, signed_in, image, clinical, shadow):
-        content = signed_in.get(reverse("cases:patient-detail", args=[image.lesion.patient_id])).content.decode()
+        content = signed_in.get(reverse("portal:patient-detail", args=[image.lesion.patient_id])).content.decode()
         assert 'data-label="benign"' in content
         assert_hidden(content, shadow)
 
@@ -141,14 +148,14 @@ class TestPortal:
         assert str(image.pk) in signed_in.get("/?risk=benign").content.decode()
 
     def test_while_the_clinical_prediction_is_pending_the_shadow_result_stays_hidden(self, signed_in, image, shadow):
-        content = signed_in.get(reverse("cases:image-detail", args=[image.pk])).content.decode()
+        content = signed_in.get(reverse("portal:image-detail", args=[image.pk])).content.decode()
         assert 'data-status="pending"' in content
         assert_hidden(content, shadow)
 
     def test_the_shadow_heatmap_is_404_in_the_portal(self, client, owner, colleague, image, shadow):
         for user in (owner, colleague):
             client.force_login(user)
-            assert client.get(reverse("cases:prediction-heatmap", args=[shadow.pk])).status_code == 404
+            assert client.get(reverse("portal:prediction-heatmap", args=[shadow.pk])).status_code == 404
 
 
 class TestApi:

@@ -55,29 +55,29 @@ def patient_form(**changes):
 
 class TestSignIn:
     def test_every_page_needs_a_login(self, client, patient):
-        for url in ["/", reverse("cases:patient-list"), reverse("cases:patient-detail", args=[patient.pk])]:
+        for url in ["/", reverse("portal:patient-list"), reverse("portal:patient-detail", args=[patient.pk])]:
             response = client.get(url)
             assert response.status_code == 302
-            assert response["Location"].startswith(reverse("cases:login"))
+            assert response["Location"].startswith(reverse("portal:login"))
 
     def test_sign_in_and_out(self, client, owner):
-        response = client.post(reverse("cases:login"), {"username": "owner", "password": "correct horse battery"})
+        response = client.post(reverse("portal:login"), {"username": "owner", "password": "correct horse battery"})
         assert response.status_code == 302
         assert client.get("/").status_code == 200
-        assert client.get(reverse("cases:logout")).status_code == 405  # logging out is a POST
-        client.post(reverse("cases:logout"))
+        assert client.get(reverse("portal:logout")).status_code == 405  # logging out is a POST
+        client.post(reverse("portal:logout"))
         assert client.get("/").status_code == 302
 
     def test_repeated_failures_lock_the_account_out(self, client, owner, settings):
         for _ in range(settings.AXES_FAILURE_LIMIT - 1):
-            response = client.post(reverse("cases:login"), {"username": "owner", "password": "wrong"})
+            response = client.post(reverse("portal:login"), {"username": "owner", "password": "wrong"})
             assert response.status_code == 200
             assert "correct username and password" in response.content.decode()
-        response = client.post(reverse("cases:login"), {"username": "owner", "password": "wrong"})
+        response = client.post(reverse("portal:login"), {"username": "owner", "password": "wrong"})
         assert response.status_code == 429
         assert "temporarily locked" in response.content.decode()
         # Even the right password is refused until the cool-off has passed.
-        response = client.post(reverse("cases:login"), {"username": "owner", "password": "correct horse battery"})
+        response = client.post(reverse("portal:login"), {"username": "owner", "password": "correct horse battery"})
         assert response.status_code == 429
         assert client.get("/").status_code == 302
 
@@ -95,7 +95,7 @@ class TestSignIn:
 
     def test_password_change(self, signed_in, owner):
         response = signed_in.post(
-            reverse("cases:password-change"),
+            reverse("portal:password-change"),
             {
                 "old_password": "correct horse battery",
                 "new_password1": "a much longer new passphrase",
@@ -109,7 +109,7 @@ class TestSignIn:
     def test_a_csrf_less_post_is_refused(self, owner, patient):
         client = Client(enforce_csrf_checks=True)
         client.force_login(owner)
-        response = client.post(reverse("cases:patient-create"), patient_form())
+        response = client.post(reverse("portal:patient-create"), patient_form())
         assert response.status_code == 403
         assert not Patient.objects.filter(medical_record_number="MRN-NEW-1").exists()
 
@@ -191,18 +191,18 @@ class TestPatients:
         PatientFactory(clinic=clinic, family_name="Curie", medical_record_number="X-1")
         PatientFactory(clinic=clinic, family_name="Noether", medical_record_number="Y-2")
         PatientFactory(clinic=outsider.clinics.get(), family_name="Curious", medical_record_number="X-9")
-        content = signed_in.get(reverse("cases:patient-list"), {"q": "cur"}).content.decode()
+        content = signed_in.get(reverse("portal:patient-list"), {"q": "cur"}).content.decode()
         assert "Curie" in content and "Noether" not in content and "Curious" not in content
-        content = signed_in.get(reverse("cases:patient-list"), {"q": "y-2"}).content.decode()
+        content = signed_in.get(reverse("portal:patient-list"), {"q": "y-2"}).content.decode()
         assert "Noether" in content and "Curie" not in content
 
     def test_create_and_edit(self, signed_in, clinic):
-        response = signed_in.post(reverse("cases:patient-create"), patient_form())
+        response = signed_in.post(reverse("portal:patient-create"), patient_form())
         patient = Patient.objects.get(medical_record_number="MRN-NEW-1")
-        assert response["Location"] == reverse("cases:patient-detail", args=[patient.pk])
+        assert response["Location"] == reverse("portal:patient-detail", args=[patient.pk])
         assert patient.clinic == clinic
         response = signed_in.post(
-            reverse("cases:patient-edit", args=[patient.pk]), patient_form(given_name="Augusta Ada")
+            reverse("portal:patient-edit", args=[patient.pk]), patient_form(given_name="Augusta Ada")
         )
         assert response.status_code == 302
         patient.refresh_from_db()
@@ -224,7 +224,7 @@ class TestPatients:
     def test_errors_are_shown_next_to_the_field(self, signed_in, clinic, changes, field, message):
         PatientFactory(clinic=clinic, medical_record_number="TAKEN")
         before = Patient.objects.count()
-        response = signed_in.post(reverse("cases:patient-create"), patient_form(**changes))
+        response = signed_in.post(reverse("portal:patient-create"), patient_form(**changes))
         assert response.status_code == 200
         assert response.context["form"].errors[field] == [message]
         assert re.search(
@@ -234,12 +234,12 @@ class TestPatients:
 
     def test_an_mrn_taken_in_another_clinic_is_fine(self, signed_in, outsider):
         PatientFactory(clinic=outsider.clinics.get(), medical_record_number="MRN-NEW-1")
-        assert signed_in.post(reverse("cases:patient-create"), patient_form()).status_code == 302
+        assert signed_in.post(reverse("portal:patient-create"), patient_form()).status_code == 302
 
     def test_editing_to_a_duplicate_mrn_is_refused(self, signed_in, clinic, patient):
         PatientFactory(clinic=clinic, medical_record_number="TAKEN")
         response = signed_in.post(
-            reverse("cases:patient-edit", args=[patient.pk]), patient_form(medical_record_number="TAKEN")
+            reverse("portal:patient-edit", args=[patient.pk]), patient_form(medical_record_number="TAKEN")
         )
         assert response.status_code == 200
         assert "medical_record_number" in response.context["form"].errors
@@ -251,7 +251,7 @@ class TestPatients:
         reviewed = upload_image(owner, back, jpeg_bytes)
         services.add_review(reviewer=owner, image=reviewed, verdict="agree", final_diagnosis="nevus")
         services.add_review(reviewer=owner, image=reviewed, verdict="disagree", final_diagnosis="melanoma")
-        content = signed_in.get(reverse("cases:patient-detail", args=[patient.pk])).content.decode()
+        content = signed_in.get(reverse("portal:patient-detail", args=[patient.pk])).content.decode()
         assert "Reviewed: Melanoma" in content and "Awaiting review" in content
         assert 'id="site-posterior_torso"' in content and 'id="site-head_neck"' in content
         assert "<svg" in content and 'class="region has-lesions"' in content
@@ -262,15 +262,15 @@ class TestPatients:
         client.force_login(outsider)
         patient = lesion.patient
         for url in [
-            reverse("cases:patient-detail", args=[patient.pk]),
-            reverse("cases:patient-edit", args=[patient.pk]),
-            reverse("cases:upload", args=[patient.pk]),
-            reverse("cases:image-detail", args=[image.pk]),
-            reverse("cases:image-status", args=[image.pk]),
-            reverse("cases:image-file", args=[image.pk]),
+            reverse("portal:patient-detail", args=[patient.pk]),
+            reverse("portal:patient-edit", args=[patient.pk]),
+            reverse("portal:upload", args=[patient.pk]),
+            reverse("portal:image-detail", args=[image.pk]),
+            reverse("portal:image-status", args=[image.pk]),
+            reverse("portal:image-file", args=[image.pk]),
         ]:
             assert client.get(url).status_code == 404, url
-        assert client.post(reverse("cases:image-review", args=[image.pk]), {}).status_code == 404
+        assert client.post(reverse("portal:image-review", args=[image.pk]), {}).status_code == 404
 
 
 def jpeg_with_gps():
@@ -299,9 +299,11 @@ class TestUpload:
             "images": files,
             **fields,
         }
-        return client.post(reverse("cases:upload", args=[patient.pk]), data)
+        return client.post(reverse("portal:upload", args=[patient.pk]), data)
 
-    def test_several_images_to_a_new_lesion(self, signed_in, patient, demo_image_paths, mocker_delay, active_model):
+    def test_several_images_to_a_new_lesion(
+        self, signed_in, patient, demo_image_paths, queued_predictions, active_model
+    ):
         files = [SimpleUploadedFile(p.name, p.read_bytes(), "image/jpeg") for p in demo_image_paths[:3]]
         response = self.post(signed_in, patient, files)
         assert response.status_code == 302
@@ -312,7 +314,9 @@ class TestUpload:
         page = signed_in.get(response["Location"]).content.decode()
         assert page.count('hx-trigger="every 2s"') == 3
 
-    def test_to_an_existing_lesion_with_a_past_date(self, signed_in, lesion, jpeg_bytes, active_model, mocker_delay):
+    def test_to_an_existing_lesion_with_a_past_date(
+        self, signed_in, lesion, jpeg_bytes, active_model, queued_predictions
+    ):
         response = self.post(
             signed_in,
             lesion.patient,
@@ -353,15 +357,15 @@ class TestUpload:
         ],
     )
     def test_bad_input_stores_nothing(
-        self, signed_in, patient, jpeg_bytes, mocker_delay, files, fields, field, message
+        self, signed_in, patient, jpeg_bytes, queued_predictions, files, fields, field, message
     ):
         response = self.post(signed_in, patient, files(jpeg_bytes), **fields)
         assert response.status_code == 200
         assert message in " ".join(response.context["form"].errors[field])
         assert not Lesion.objects.exists() and not LesionImage.objects.exists()
-        assert mocker_delay == []
+        assert queued_predictions == []
 
-    def test_oversized_files_are_refused(self, signed_in, patient, jpeg_bytes, settings, mocker_delay):
+    def test_oversized_files_are_refused(self, signed_in, patient, jpeg_bytes, settings, queued_predictions):
         settings.SKINCARE_MAX_UPLOAD_BYTES = len(jpeg_bytes) - 1
         response = self.post(signed_in, patient, [SimpleUploadedFile("big.jpg", jpeg_bytes, "image/jpeg")])
         assert response.status_code == 200
@@ -375,7 +379,7 @@ class TestPredictionAndReview:
         return upload_image(owner, lesion, jpeg_bytes)
 
     def test_status_fragment_polls_until_finished(self, signed_in, image):
-        url = reverse("cases:image-status", args=[image.pk])
+        url = reverse("portal:image-status", args=[image.pk])
         assert 'hx-trigger="every 2s"' in signed_in.get(url).content.decode()
         finish(image, label="malignant", probability=0.91)
         content = signed_in.get(url).content.decode()
@@ -384,7 +388,7 @@ class TestPredictionAndReview:
 
     def test_panel_shows_uncertain_ood_model_and_disclaimer(self, signed_in, image, active_model):
         finish(image, label="uncertain", probability=0.5, out_of_distribution=True)
-        content = signed_in.get(reverse("cases:image-detail", args=[image.pk])).content.decode()
+        content = signed_in.get(reverse("portal:image-detail", args=[image.pk])).content.decode()
         assert "Uncertain — needs specialist review" in content
         assert "Unlike the images this model was trained on — interpret with caution." in content
         assert active_model.label in content
@@ -396,35 +400,35 @@ class TestPredictionAndReview:
         from django.core.files.base import ContentFile
 
         prediction.heatmap.save("h.png", ContentFile(png_bytes((16, 16), "RGBA", (255, 0, 0, 128))))
-        content = signed_in.get(reverse("cases:image-detail", args=[image.pk])).content.decode()
-        assert reverse("cases:prediction-heatmap", args=[prediction.pk]) in content
+        content = signed_in.get(reverse("portal:image-detail", args=[image.pk])).content.decode()
+        assert reverse("portal:prediction-heatmap", args=[prediction.pk]) in content
         assert 'role="switch"' in content
 
     def test_review_is_appended_and_shown(self, signed_in, owner, image):
         finish(image, label="malignant", probability=0.9)
-        url = reverse("cases:image-review", args=[image.pk])
+        url = reverse("portal:image-review", args=[image.pk])
         data = {"verdict": "agree", "final_diagnosis": "melanoma", "biopsy_requested": "on", "notes": "excise"}
         assert signed_in.post(url, data).status_code == 302
         assert signed_in.post(url, {**data, "histopathology_result": "invasive_melanoma"}).status_code == 302
         reviews = list(Review.objects.filter(image=image).order_by("created_at"))
         assert len(reviews) == 2 and reviews[0].histopathology_result == "" and reviews[0].biopsy_requested
         assert reviews[0].prediction == image.predictions.get()
-        content = signed_in.get(reverse("cases:image-detail", args=[image.pk])).content.decode()
+        content = signed_in.get(reverse("portal:image-detail", args=[image.pk])).content.decode()
         assert content.count("data-review") == 2
 
     def test_an_empty_review_shows_errors_and_stores_nothing(self, signed_in, image):
-        response = signed_in.post(reverse("cases:image-review", args=[image.pk]), {})
+        response = signed_in.post(reverse("portal:image-review", args=[image.pk]), {})
         assert response.status_code == 400
         assert set(response.context["form"].errors) == {"verdict", "final_diagnosis"}
         assert not Review.objects.exists()
 
 
 class TestPrivateImages:
-    def test_exif_gps_and_serials_are_stripped(self, signed_in, owner, lesion, mocker_delay):
+    def test_exif_gps_and_serials_are_stripped(self, signed_in, owner, lesion, queued_predictions):
         data = jpeg_with_gps()
         assert Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825)
         image = upload_image(owner, lesion, data)
-        response = signed_in.get(reverse("cases:image-file", args=[image.pk]))
+        response = signed_in.get(reverse("portal:image-file", args=[image.pk]))
         served = response.content
         assert response["Content-Type"] == "image/jpeg"
         assert b"Exif" not in served and b"SERIAL-12345" not in served and b"PhoneMaker" not in served
@@ -436,19 +440,19 @@ class TestPrivateImages:
         # The stored original is untouched (its sha256 is on record).
         assert image.image.open("rb").read() == data
 
-    def test_a_rotated_jpeg_is_served_upright(self, signed_in, owner, lesion, mocker_delay):
+    def test_a_rotated_jpeg_is_served_upright(self, signed_in, owner, lesion, queued_predictions):
         img = Image.new("RGB", (60, 40), (10, 200, 10))
         exif = Image.Exif()
         exif[0x0112] = 6  # rotate 90° clockwise to display
         buffer = io.BytesIO()
         img.save(buffer, format="JPEG", exif=exif)
         image = upload_image(owner, lesion, buffer.getvalue())
-        served = signed_in.get(reverse("cases:image-file", args=[image.pk])).content
+        served = signed_in.get(reverse("portal:image-file", args=[image.pk])).content
         with Image.open(io.BytesIO(served)) as out:
             assert out.size == (40, 60)
             assert not out.getexif()
 
-    def test_png_text_chunks_are_stripped(self, signed_in, owner, lesion, mocker_delay):
+    def test_png_text_chunks_are_stripped(self, signed_in, owner, lesion, queued_predictions):
         from PIL import PngImagePlugin
 
         info = PngImagePlugin.PngInfo()
@@ -456,7 +460,7 @@ class TestPrivateImages:
         buffer = io.BytesIO()
         Image.new("RGB", (40, 40)).save(buffer, format="PNG", pnginfo=info)
         image = upload_image(owner, lesion, buffer.getvalue())
-        served = signed_in.get(reverse("cases:image-file", args=[image.pk])).content
+        served = signed_in.get(reverse("portal:image-file", args=[image.pk])).content
         assert b"51.5N" not in served
         with Image.open(io.BytesIO(served)) as out:
             assert out.size == (40, 40)

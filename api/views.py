@@ -6,22 +6,25 @@ import json
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Prefetch, Q
-from django.http import FileResponse, HttpResponseNotModified
+from django.db.models import Q
+from django.http import HttpResponseNotModified
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, parsers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from cases import permissions, selectors, services
-from cases.models import DeviceToken
+from cases import permissions, services
+from core.files import private_file_response
+from core.images import media_type_of
+from inference.permissions import get_prediction_or_404
+from inference.selectors import clinical_predictions_prefetch
 
 from . import idempotency
 from .authentication import DeviceTokenAuthentication
 from .errors import RequestTooLarge
+from .models import DeviceToken
 from .serializers import (
     ClinicSerializer,
     ImageSerializer,
@@ -71,11 +74,10 @@ def _created(serializer_class, instance, request):
 
 
 def _images(user):
-    newest_first = Prefetch("predictions", queryset=selectors.clinical_predictions())
     return (
         permissions.images_visible_to(user)
         .select_related("lesion", "uploaded_by")
-        .prefetch_related(newest_first)
+        .prefetch_related(clinical_predictions_prefetch())
         .order_by("captured_at", "id")
     )
 
@@ -275,18 +277,13 @@ class ImageListCreateView(ApiMixin, generics.ListCreateAPIView):
         }
 
         def perform():
-            try:
-                image = services.add_lesion_image(
-                    uploader=request.user,
-                    lesion=lesion,
-                    file=upload,
-                    modality=data["modality"],
-                    captured_at=data.get("captured_at"),
-                )
-            except DjangoValidationError as exc:
-                if hasattr(exc, "error_dict"):
-                    raise
-                raise DjangoValidationError({"file": exc.messages}) from exc  # it is the file that is wrong
+            image = services.add_lesion_image(
+                uploader=request.user,
+                lesion=lesion,
+                file=upload,
+                modality=data["modality"],
+                captured_at=data.get("captured_at"),
+            )
             return status.HTTP_201_CREATED, ImageSerializer(_images(request.user).get(pk=image.pk)).data
 
         return idempotency.idempotent(request, key=key, payload=payload, perform=perform)
@@ -337,13 +334,6 @@ class ImageDetailView(ApiMixin, generics.RetrieveAPIView):
         return response
 
 
-def _file_response(field_file, content_type):
-    response = FileResponse(field_file.open("rb"), content_type=content_type)
-    # Clinical images must not linger in shared or proxy caches.
-    response["Cache-Control"] = "private, no-store"
-    return response
-
-
 BINARY = {(200, "image/*"): OpenApiResponse(OpenApiTypes.BINARY, description="The bytes.")}
 
 
@@ -351,18 +341,16 @@ class ImageFileView(ApiMixin, generics.GenericAPIView):
     @extend_schema(summary="The image's bytes (JPEG or PNG)", responses=BINARY)
     def get(self, request, image_id):
         image = permissions.get_image_or_404(request.user, image_id)
-        content_type = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(image.image_format, "application/octet-stream")
-        return _file_response(image.image, content_type)
+        return private_file_response(image.image, content_type=media_type_of(image.image_format))
 
 
 class PredictionHeatmapView(ApiMixin, generics.GenericAPIView):
     @extend_schema(summary="A prediction's saliency heatmap (PNG), when there is one", responses=BINARY)
     def get(self, request, prediction_id):
-        prediction = permissions.get_prediction_or_404(request.user, prediction_id)
-        heatmap = getattr(prediction, "heatmap", None)
-        if not heatmap:
+        prediction = get_prediction_or_404(request.user, prediction_id)
+        if not prediction.heatmap:
             raise exceptions.NotFound("This prediction has no heatmap.")
-        return _file_response(heatmap, "image/png")
+        return private_file_response(prediction.heatmap, content_type="image/png")
 
 
 # --- reviews ---------------------------------------------------------------

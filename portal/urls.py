@@ -3,7 +3,7 @@ from django.urls import path, reverse_lazy
 
 from . import views
 
-app_name = "cases"
+app_name = "portal"
 urlpatterns = [
     path("", views.home, name="home"),
     path("patients/", views.patient_list, name="patient-list"),
@@ -20,7 +20,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password/",
-        auth_views.PasswordChangeView.as_view(success_url=reverse_lazy("cases:password-change-done")),
+        auth_views.PasswordChangeView.as_view(success_url=reverse_lazy("portal:password-change-done")),
         name="password-change",
     ),
     path(

@@ -221,7 +221,7 @@ class AuditedAdminMixin:
         if obj is not None:
             context["audit_events"] = events_for(obj)[:200]
             context["audit_trail_url"] = (
-                reverse(f"{self.admin_site.name}:cases_auditevent_changelist")
+                reverse(f"{self.admin_site.name}:core_auditevent_changelist")
                 + f"?model={model_label(obj)}&object_id={obj.pk}"
             )
         return super().history_view(request, object_id, context)

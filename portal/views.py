@@ -10,21 +10,23 @@ from datetime import datetime, time
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from cases import permissions, selectors, services
+from cases.models import AnatomicalSite
+from core.files import private_file_response, private_image_response
+from inference import selectors as prediction_selectors
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
+from inference.permissions import get_prediction_or_404
 
-from . import permissions, selectors, services
 from .forms import PatientForm, ReviewForm, UploadForm, WorklistFilterForm
-from .imagemeta import strip_metadata
-from .models import AnatomicalSite
 
 WORKLIST_PAGE_SIZE = 25
 PATIENTS_PAGE_SIZE = 25
@@ -32,11 +34,9 @@ FINISHED = {Prediction.Status.SUCCEEDED, Prediction.Status.FAILED}
 
 
 def _apply_errors(form, exc):
-    """Put a service's ValidationError next to the matching form field."""
+    """Show a service's ValidationError on the form field of the same name, else above the form."""
     if hasattr(exc, "error_dict"):
         for field, errors in exc.error_dict.items():
-            if field == NON_FIELD_ERRORS and any(e.code == "unique_together" for e in errors):
-                field = "medical_record_number" if "medical_record_number" in form.fields else None
             target = field if field in form.fields else None
             for error in errors:
                 form.add_error(target, error)
@@ -60,18 +60,18 @@ def home(request):
             "uploaded_from": data["uploaded_from"],
             "uploaded_to": data["uploaded_to"],
         }
-    page = Paginator(selectors.worklist_for(request.user, **filters), WORKLIST_PAGE_SIZE).get_page(
+    page = Paginator(prediction_selectors.worklist_for(request.user, **filters), WORKLIST_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     query = request.GET.copy()
     query.pop("page", None)
     return render(
         request,
-        "cases/home.html",
+        "portal/home.html",
         {
             "form": form,
             "page": page,
-            "counts": selectors.worklist_counts(request.user),
+            "counts": prediction_selectors.worklist_counts(request.user),
             "filter_query": query.urlencode(),
             "filtered": bool(filters) and any(filters.values()),
             "ood_warning": OUT_OF_DISTRIBUTION_WARNING,
@@ -87,7 +87,7 @@ def patient_list(request):
     page = Paginator(selectors.patients_for(request.user, query=query), PATIENTS_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
-    return render(request, "cases/patient_list.html", {"page": page, "q": query})
+    return render(request, "portal/patient_list.html", {"page": page, "q": query})
 
 
 @login_required
@@ -104,8 +104,8 @@ def patient_create(request):
             _apply_errors(form, exc)
         else:
             messages.success(request, f"Patient {patient.given_name} {patient.family_name} created.")
-            return redirect("cases:patient-detail", patient_id=patient.pk)
-    return render(request, "cases/patient_form.html", {"form": form, "patient": None})
+            return redirect("portal:patient-detail", patient_id=patient.pk)
+    return render(request, "portal/patient_form.html", {"form": form, "patient": None})
 
 
 @login_required
@@ -133,15 +133,15 @@ def patient_edit(request, patient_id):
             patient.refresh_from_db()
         else:
             messages.success(request, "Patient details saved.")
-            return redirect("cases:patient-detail", patient_id=patient.pk)
-    return render(request, "cases/patient_form.html", {"form": form, "patient": patient})
+            return redirect("portal:patient-detail", patient_id=patient.pk)
+    return render(request, "portal/patient_form.html", {"form": form, "patient": patient})
 
 
 @login_required
 @require_GET
 def patient_detail(request, patient_id):
     patient = permissions.get_patient_or_404(request.user, patient_id)
-    lesions = list(selectors.lesions_of(patient))
+    lesions = list(prediction_selectors.lesions_of(patient))
     groups = OrderedDict((site, []) for site in AnatomicalSite.values)
     for lesion in lesions:
         groups[lesion.anatomical_site].append(lesion)
@@ -153,7 +153,7 @@ def patient_detail(request, patient_id):
     counts = {site: len(items) for site, items in groups.items()}
     return render(
         request,
-        "cases/patient_detail.html",
+        "portal/patient_detail.html",
         {
             "patient": patient,
             "sites": sites,
@@ -200,13 +200,7 @@ def upload(request, patient_id):
                         captured_at=captured_at,
                     )
         except ValidationError as exc:
-            if hasattr(exc, "error_dict"):
-                exc = ValidationError(
-                    {("captured_on" if k == "captured_at" else k): v for k, v in exc.error_dict.items()}
-                )
-                _apply_errors(form, exc)
-            else:
-                form.add_error("images", exc)
+            _apply_errors(form, exc)
         else:
             count = len(data["images"])
             messages.success(
@@ -214,17 +208,16 @@ def upload(request, patient_id):
                 f"{count} image{'s' if count != 1 else ''} uploaded. "
                 "Predictions appear here as soon as they are ready.",
             )
-            return redirect(f"{reverse('cases:patient-detail', args=[patient.pk])}#lesion-{lesion.pk}")
+            return redirect(f"{reverse('portal:patient-detail', args=[patient.pk])}#lesion-{lesion.pk}")
     max_mb = settings.SKINCARE_MAX_UPLOAD_BYTES // 1_000_000
-    return render(request, "cases/upload.html", {"patient": patient, "form": form, "max_mb": max_mb})
+    return render(request, "portal/upload.html", {"patient": patient, "form": form, "max_mb": max_mb})
 
 
 def _image_context(request, image):
-    predictions = list(selectors.clinical_predictions().filter(image=image)[:1])
     return {
         "image": image,
         "patient": image.lesion.patient,
-        "prediction": predictions[0] if predictions else None,
+        "prediction": prediction_selectors.latest_clinical_prediction(image),
         "reviews": image.reviews.select_related("reviewer").order_by("created_at"),
         "ood_warning": OUT_OF_DISTRIBUTION_WARNING,
     }
@@ -234,7 +227,7 @@ def _image_context(request, image):
 @require_GET
 def image_detail(request, image_id):
     image = permissions.get_image_or_404(request.user, image_id)
-    return render(request, "cases/image_detail.html", {**_image_context(request, image), "form": ReviewForm()})
+    return render(request, "portal/image_detail.html", {**_image_context(request, image), "form": ReviewForm()})
 
 
 @login_required
@@ -249,9 +242,9 @@ def image_review(request, image_id):
             _apply_errors(form, exc)
         else:
             messages.success(request, "Review saved. The image has left the worklist.")
-            return redirect(f"{reverse('cases:image-detail', args=[image.pk])}#reviews")
+            return redirect(f"{reverse('portal:image-detail', args=[image.pk])}#reviews")
     context = {**_image_context(request, image), "form": form}
-    return render(request, "cases/image_detail.html", context, status=400)
+    return render(request, "portal/image_detail.html", context, status=400)
 
 
 @login_required
@@ -261,7 +254,7 @@ def image_status(request, image_id):
     image = permissions.get_image_or_404(request.user, image_id)
     context = _image_context(request, image)
     context["compact"] = request.GET.get("compact") == "1"
-    return render(request, "cases/_prediction.html", context)
+    return render(request, "portal/_prediction.html", context)
 
 
 @login_required
@@ -272,39 +265,12 @@ def image_file(request, image_id):
     Served without its metadata (EXIF GPS, device serials, XMP, comments).
     """
     image = permissions.get_image_or_404(request.user, image_id)
-    return private_image_response(image)
-
-
-def private_image_response(image):
-    """An image's bytes without metadata, never cached; the caller has checked who may see it.
-
-    Shared by the portal and the admin's prediction review.
-    """
-    content_type = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(image.image_format, "application/octet-stream")
-    with image.image.open("rb") as fh:
-        data = strip_metadata(fh.read(), image.image_format)
-    response = HttpResponse(data, content_type=content_type)
-    # Clinical images must not linger in shared or proxy caches.
-    response["Cache-Control"] = "private, no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return private_image_response(image.image, image.image_format)
 
 
 @login_required
 @require_GET
 def prediction_heatmap(request, prediction_id):
     """The prediction's Grad-CAM overlay (PNG), for users who may see its image; 404 otherwise."""
-    prediction = permissions.get_prediction_or_404(request.user, prediction_id)
-    return private_heatmap_response(prediction)
-
-
-def private_heatmap_response(prediction):
-    """A prediction's heatmap PNG, never cached; 404 if it has none. The caller has checked access."""
-    from django.http import FileResponse
-
-    if not prediction.heatmap:
-        raise Http404("This prediction has no heatmap.")
-    response = FileResponse(prediction.heatmap.open("rb"), content_type="image/png")
-    # Derived from a clinical image: as private as the image itself.
-    response["Cache-Control"] = "private, no-store"
-    return response
+    prediction = get_prediction_or_404(request.user, prediction_id)
+    return private_file_response(prediction.heatmap, content_type="image/png")

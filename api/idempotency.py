@@ -20,9 +20,8 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from cases.models import IdempotencyRecord
-
 from .errors import IdempotencyKeyReused
+from .models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

@@ -39,7 +39,7 @@ RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Se
 
 def add_error_responses(result, generator, request, public):
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    # Request bodies reject unknown fields (cases.api.serializers.StrictMixin): say so.
+    # Request bodies reject unknown fields (api.serializers.StrictMixin): say so.
     for name, component in schemas.items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False

@@ -1,8 +1,10 @@
-"""Checks an uploaded image before anything is stored.
+"""The one definition of an acceptable image, and the one check every upload passes.
 
-Uses Pillow only (no model runtime): the web process must stay light. The
-same rules apply to every way an image comes in (portal, API, admin,
-management commands), because all of them call cases.services.
+Uses Pillow only (no model runtime): the web process must stay light. Every
+door (portal, API, admin, management commands) hands its file to
+``cases.services.add_lesion_image``, which checks it here; a door that
+validates a form first (so that each bad file gets its own message) passes
+the ``CheckedImage`` it got on to the service, so each upload is decoded once.
 """
 
 import hashlib
@@ -15,7 +17,29 @@ from PIL import Image
 
 from training.preprocessing import ImageError, open_image
 
-ACCEPTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+@dataclass(frozen=True)
+class ImageFormat:
+    name: str  # as Pillow names it
+    media_type: str
+    extension: str
+
+
+# The allow-list: what may be uploaded, stored and served.
+FORMATS = {
+    "JPEG": ImageFormat("JPEG", "image/jpeg", "jpg"),
+    "PNG": ImageFormat("PNG", "image/png", "png"),
+}
+
+
+def media_type_of(image_format: str) -> str:
+    known = FORMATS.get(image_format)
+    return known.media_type if known else "application/octet-stream"
+
+
+def extension_of(image_format: str) -> str:
+    known = FORMATS.get(image_format)
+    return known.extension if known else "bin"
 
 
 @dataclass(frozen=True)
@@ -25,6 +49,15 @@ class ImageInfo:
     height: int
     sha256: str
     byte_size: int
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """An upload that passed ``check_upload``: its bytes and what they are."""
+
+    name: str
+    data: bytes
+    info: ImageInfo
 
 
 def read_upload(file) -> bytes:
@@ -54,7 +87,7 @@ def inspect_image(data: bytes) -> ImageInfo:
         raise ValidationError("The image has too many pixels to be processed safely.", code="too_many_pixels") from None
     except Exception:
         image_format = None
-    if image_format not in ACCEPTED_FORMATS:
+    if image_format not in FORMATS:
         raise ValidationError("The file is not a JPEG or PNG image.", code="unsupported_format")
     try:
         img = open_image(data)
@@ -67,3 +100,14 @@ def inspect_image(data: bytes) -> ImageInfo:
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
     )
+
+
+def check_upload(file) -> CheckedImage:
+    """Read and check ``file`` (any readable binary file, or an already ``CheckedImage``).
+
+    Raises ValidationError with the reason; nothing is stored here.
+    """
+    if isinstance(file, CheckedImage):
+        return file
+    data = read_upload(file)
+    return CheckedImage(name=getattr(file, "name", "") or "", data=data, info=inspect_image(data))

@@ -6,8 +6,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cases import permissions
-from cases.models import Clinic, DeviceToken, Lesion, LesionImage, Patient, Review
+from cases.models import Clinic, Lesion, LesionImage, Patient, Review
 from inference.models import Prediction
+from inference.selectors import latest_clinical_prediction
+
+from .models import DeviceToken
 
 
 def _json_type_error(field, value):
@@ -102,15 +105,6 @@ class LesionSerializer(StrictMixin, serializers.ModelSerializer):
         read_only_fields = ["id", "patient", "created_at"]
 
 
-# Prediction fields that another change may add to the model; each appears in
-# the API as soon as the model has it.
-OPTIONAL_PREDICTION_FIELDS = ["ood_distance", "out_of_distribution"]
-
-
-def _model_has(model, name):
-    return any(field.name == name for field in model._meta.get_fields())
-
-
 class PredictionSerializer(serializers.ModelSerializer):
     model_version = serializers.CharField(source="model_version.label", read_only=True)
     label = serializers.SerializerMethodField(help_text="null until the prediction has succeeded.")
@@ -131,7 +125,8 @@ class PredictionSerializer(serializers.ModelSerializer):
             "queued_at",
             "finished_at",
             "heatmap_url",
-            *[name for name in OPTIONAL_PREDICTION_FIELDS if _model_has(Prediction, name)],
+            "ood_distance",
+            "out_of_distribution",
         ]
         read_only_fields = fields
 
@@ -140,18 +135,12 @@ class PredictionSerializer(serializers.ModelSerializer):
         return prediction.label or None
 
     def get_uncertain(self, prediction) -> bool:
-        return prediction.label == Prediction.Label.UNCERTAIN or bool(getattr(prediction, "out_of_distribution", False))
+        return prediction.label == Prediction.Label.UNCERTAIN or bool(prediction.out_of_distribution)
 
     def get_heatmap_url(self, prediction) -> str | None:
-        if not getattr(prediction, "heatmap", None):
+        if not prediction.heatmap:
             return None
         return reverse("api:prediction-heatmap", args=[prediction.pk])
-
-
-def latest_prediction(image):
-    # Prefetched (newest first) by the views; one query otherwise.
-    predictions = list(image.predictions.all())
-    return predictions[0] if predictions else None
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -185,7 +174,7 @@ class ImageSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PredictionSerializer(allow_null=True))
     def get_prediction(self, image):
-        prediction = latest_prediction(image)
+        prediction = latest_clinical_prediction(image)
         return PredictionSerializer(prediction).data if prediction else None
 
 

@@ -10,7 +10,7 @@ Retry-After.
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from cases.models import DeviceToken
+from .models import DeviceToken
 
 
 class _SettingsRate(SimpleRateThrottle):

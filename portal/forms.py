@@ -5,10 +5,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from cases.models import AnatomicalSite, LesionImage, Patient, Review
+from core.images import check_upload
 from inference.models import Prediction
-
-from .models import AnatomicalSite, LesionImage, Patient, Review
-from .validation import inspect_image, read_upload
 
 
 class BootstrapMixin:
@@ -140,17 +139,16 @@ class UploadForm(BootstrapMixin, forms.Form):
         return value
 
     def clean_images(self):
-        files = self.cleaned_data["images"]
-        errors = []
-        for upload in files:
+        """Check every file now, so each bad one gets its own message; the service reuses the checks."""
+        checked, errors = [], []
+        for upload in self.cleaned_data["images"]:
             try:
-                inspect_image(read_upload(upload))
+                checked.append(check_upload(upload))
             except ValidationError as exc:
                 errors.extend(f"{upload.name}: {message}" for message in exc.messages)
-            upload.seek(0)
         if errors:
             raise ValidationError(errors)
-        return files
+        return checked
 
     def clean(self):
         data = super().clean()

@@ -13,7 +13,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from cases.models import DeviceToken
+from .models import DeviceToken
 
 SCHEME = "skc_"
 # Writing last_used_at on every request would turn each read into a write.

@@ -29,7 +29,7 @@ class DeviceTokenAuthentication(authentication.BaseAuthentication):
 
 
 class DeviceTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "cases.api.authentication.DeviceTokenAuthentication"
+    target_class = "api.authentication.DeviceTokenAuthentication"
     name = "deviceToken"
 
     def get_security_definition(self, auto_schema):

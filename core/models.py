@@ -1,0 +1,44 @@
+"""The foundation's one table: the audit trail.
+
+Created by the ``cases`` app as ``cases_auditevent`` and moved here with a
+state-only migration; the table keeps its name.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AuditEvent(models.Model):
+    """One change made in the admin: who, when, to which record, and what changed.
+
+    Append-only and field-level (old and new values), unlike Django's own
+    LogEntry, which names changed fields but not their values. Written by
+    ``core.audit``; nothing edits or deletes these rows.
+    """
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        CHANGED = "changed", "Changed"
+        DELETED = "deleted", "Deleted"
+        ACTION = "action", "Admin action"
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    # "app_label.model", e.g. "cases.patient"; a string, not a foreign key,
+    # so the trail outlives the rows it describes.
+    model = models.CharField(max_length=100, db_index=True)
+    object_id = models.CharField(max_length=64, db_index=True)
+    object_repr = models.CharField(max_length=200)
+    # {"field": [old, new], ...} for changes; a description for actions.
+    changes = models.JSONField(default=dict, blank=True)
+    description = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        db_table = "cases_auditevent"
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.get_action_display()} {self.model} {self.object_repr} by {self.user} at {self.at:%Y-%m-%d %H:%M}"

@@ -1,0 +1,32 @@
+"""Sending prediction work to the broker, once the rows it names have committed.
+
+By task name, not by importing ``inference.tasks``: the tasks call the
+services, so the services must not import the tasks (no import cycle). It
+also means the message carries no time limits of the sender's: the worker's
+own task settings govern them.
+"""
+
+import logging
+from functools import partial
+
+from celery import current_app
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+RUN_PREDICTION_TASK = "inference.tasks.run_prediction_task"
+
+
+def send_prediction_on_commit(prediction_id) -> None:
+    """Queue ``prediction_id`` for a worker when the current transaction commits.
+
+    A rolled-back upload never reaches a worker, and a worker never looks
+    for a row that is not committed yet. ``robust``: should the broker be
+    unreachable, the other on-commit hooks of the transaction still run and
+    the prediction stays pending for the sweeper to send again.
+    """
+    transaction.on_commit(partial(_send, str(prediction_id)), robust=True)
+
+
+def _send(prediction_id: str) -> None:
+    current_app.send_task(RUN_PREDICTION_TASK, args=[prediction_id])
