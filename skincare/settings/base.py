@@ -185,6 +185,10 @@ SKINCARE_INFERENCE_TIME_LIMIT = env.int("SKINCARE_INFERENCE_TIME_LIMIT", default
 SKINCARE_INFERENCE_BACKEND = env("SKINCARE_INFERENCE_BACKEND", default="auto")
 if SKINCARE_INFERENCE_BACKEND not in ("auto", "onnx", "tensorflow"):
     raise ImproperlyConfigured("SKINCARE_INFERENCE_BACKEND must be auto, onnx or tensorflow")
+# The admin waits this long for ``python -m inference validate`` to load an
+# uploaded model in a child process (inference/registry.py); gunicorn kills a
+# request after 60 s (docker/Dockerfile).
+SKINCARE_MODEL_CHECK_SECONDS = env.int("SKINCARE_MODEL_CHECK_SECONDS", default=50)
 # Files in storage with no row (an upload whose transaction rolled back) are
 # deleted by the orphan sweeper once older than this.
 SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3600)
