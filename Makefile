@@ -30,10 +30,13 @@ services:  ## start PostgreSQL and Redis if installed but not running
 chromium:  ## Debian's chromium for the browser tests
 	scripts/chromium.sh
 
-lint: $(VENV)/.installed-dev
+# CI runs `make lint` before `make test`. No database needed: the migration
+# check runs against an in-memory SQLite database.
+lint: $(VENV)/.installed-dev  ## ruff, format check, missing migrations
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	DJANGO_SETTINGS_MODULE=skincare.settings.test $(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=skincare.settings.test DATABASE_URL=sqlite://:memory: \
+		$(PY) manage.py makemigrations --check --dry-run
 
 bench: $(VENV)/.installed-dev services
 	$(PY) bench/prediction_latency.py

@@ -33,8 +33,10 @@ sys.path.insert(0, str(REPO))
 
 from skincare.celery import WORKER_ARGS  # noqa: E402  (after the path is set)
 
-DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_api_bench")
-BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
+DB_URL = os.environ.get("SKINCARE_BENCH_DATABASE_URL") or os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_api_bench"
+)
+BROKER = os.environ.get("SKINCARE_BENCH_BROKER_URL") or os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
 PASSWORD = "bench-password-not-secret"
 
 
@@ -90,7 +92,7 @@ def main():
         "DJANGO_SETTINGS_MODULE": "skincare.settings.test",
         "DATABASE_URL": DB_URL,
         "CELERY_BROKER_URL": BROKER,
-        "MEDIA_ROOT": str(media / "media"),
+        "SKINCARE_MEDIA_ROOT": str(media / "media"),
         "SKINCARE_MODEL_CACHE_DIR": str(media / "model-cache"),
         "TF_CPP_MIN_LOG_LEVEL": "3",
         # The load is the point: limits far above it.

@@ -30,7 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_portal_bench")
+DB_URL = os.environ.get("SKINCARE_BENCH_DATABASE_URL") or os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_portal_bench"
+)
 PATIENTS, LESIONS_PER_PATIENT, IMAGES = 1_000, 3, 10_000
 
 
@@ -44,8 +46,8 @@ def main():
         {
             "DJANGO_SETTINGS_MODULE": "skincare.settings.test",
             "DATABASE_URL": DB_URL,
-            "MEDIA_ROOT": str(media),
-            "LOG_LEVEL": "WARNING",
+            "SKINCARE_MEDIA_ROOT": str(media),
+            "SKINCARE_LOG_LEVEL": "WARNING",
         }
     )
     import django

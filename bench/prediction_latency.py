@@ -24,8 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_bench")
-BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
+DB_URL = os.environ.get("SKINCARE_BENCH_DATABASE_URL") or os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_bench"
+)
+BROKER = os.environ.get("SKINCARE_BENCH_BROKER_URL") or os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 
 
 def rss_mb(pid):
@@ -51,7 +53,7 @@ def main():
         "DJANGO_SETTINGS_MODULE": "skincare.settings.test",
         "DATABASE_URL": DB_URL,
         "CELERY_BROKER_URL": BROKER,
-        "MEDIA_ROOT": str(media),
+        "SKINCARE_MEDIA_ROOT": str(media),
         "SKINCARE_MODEL_CACHE_DIR": str(media / "model-cache"),
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }

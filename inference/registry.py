@@ -48,7 +48,7 @@ MAX_PLOT_PIXELS = 8000 * 8000
 # Loading the shipped model takes about 10 s from a cold start (most of it
 # importing TensorFlow). The admin waits for the check inside one request,
 # and gunicorn kills a request after 60 s (docker/Dockerfile).
-CHECK_TIMEOUT_SECONDS = getattr(settings, "SKINCARE_MODEL_CHECK_SECONDS", 50)
+CHECK_TIMEOUT_SECONDS = settings.SKINCARE_MODEL_CHECK_SECONDS
 # Names become storage paths (models/<name>-<version>/...).
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -16,7 +16,7 @@ export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-skincare.settings.dev}
 
 trap 'kill 0' EXIT INT TERM
 "$PY" -m celery -A skincare worker -Q inference,default --pool prefork --concurrency 1 --loglevel INFO &
-"$PY" -m celery -A skincare beat --loglevel INFO --schedule var/celerybeat-schedule &
+"$PY" -m celery -A skincare beat --loglevel INFO --schedule "${SKINCARE_VAR_DIR:-var}/celerybeat-schedule" &
 echo
 echo "skincare is starting on http://$HOST:$PORT/ (admin: http://$HOST:$PORT/admin/)"
 echo "Logins (password skincare-demo): dr.alvarez (clinic admin), dr.chen, dr.outsider (portal); ml.lead (ML admin) and admin (superuser) for the admin."

@@ -5,7 +5,8 @@ set -euo pipefail
 
 PGHOST=${PGHOST:-127.0.0.1}
 PGPORT=${PGPORT:-5432}
-REDIS_PORT=${REDIS_PORT:-6379}
+# PGHOST/PGPORT are libpq's own names; SKINCARE_REDIS_PORT was REDIS_PORT (still read).
+REDIS_PORT=${SKINCARE_REDIS_PORT:-${REDIS_PORT:-6379}}
 
 if ! pg_isready -q -h "$PGHOST" -p "$PGPORT" 2>/dev/null; then
   if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then

@@ -15,6 +15,22 @@ app = Celery("skincare")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+@app.on_after_configure.connect
+def _prepare_process(sender, **kwargs):
+    """Prepare the process once the app has read its settings (skincare.environment.prepare_process).
+
+    This runs in any process that uses the app (worker, beat, a web process
+    queueing a task), before it talks to the broker: the filesystem broker's
+    spool folders exist, and a worker sets KERAS_HOME before it forks its pool.
+    Not at import: importing the settings imports this module and must have
+    no side effects.
+    """
+    from .environment import prepare_process
+
+    prepare_process()
+
+
 # How a worker is started everywhere Python starts one (tests, benchmarks):
 # prefork, because only it enforces hard time limits, with one pool process
 # (TensorFlow uses the cores for one image at a time; scale with workers).

@@ -20,6 +20,14 @@ from .factories import ClinicFactory, LesionFactory, MembershipFactory, PatientF
 DEMO_IMAGES = Path(settings.BASE_DIR) / "demo" / "images"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _prepared_process():
+    """What manage.py, wsgi and Celery do at start (KERAS_HOME, TF log level, embedded folders)."""
+    from skincare.environment import prepare_process
+
+    prepare_process()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_media(settings, tmp_path):
     """Each test stores files in its own folder, so file assertions are exact."""

@@ -2,29 +2,37 @@
 
 With nothing set, skincare runs embedded: SQLite, a local private media
 folder and kombu's filesystem broker under ``var/``. Setting
-``DATABASE_URL``, ``CELERY_BROKER_URL`` and ``STORAGE_BACKEND=s3`` moves it
-onto PostgreSQL, Redis and S3-compatible storage with the same code.
+``DATABASE_URL``, ``CELERY_BROKER_URL`` and ``SKINCARE_STORAGE_BACKEND=s3``
+moves it onto PostgreSQL, Redis and S3-compatible storage with the same code.
+
+Every setting read from the environment is declared here (or in dev, test,
+production) with its default; the README's configuration table lists them
+all. Variable names follow one rule (skincare/environment.py): standard names
+stay, everything else is ``SKINCARE_*``; old names are still accepted.
+
+Importing settings has no side effects: no folder is created and
+``os.environ`` is left as it is. What a process needs at start (the embedded
+mode's folders, ``KERAS_HOME``) is done by ``skincare.environment.prepare_process``.
 """
 
-import os
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from skincare.environment import settings_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    environ.Env.read_env(BASE_DIR / ".env")
+# The process environment, then a .env file in the repository root for what it leaves unset.
+env = settings_env(BASE_DIR)
 
 # Everything the embedded mode writes (database, media, broker spool, model
 # cache) lives under one folder that is easy to find and to delete.
 VAR_DIR = Path(env("SKINCARE_VAR_DIR", default=str(BASE_DIR / "var")))
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+DEBUG = env.bool("SKINCARE_DEBUG", default=False)
+SECRET_KEY = env("SKINCARE_SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("SKINCARE_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("SKINCARE_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -108,7 +116,7 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # Its folder is created at process start (skincare.environment.prepare_process).
     # The web server and the worker write to the same file: wait for the
     # other's lock instead of failing with "database is locked". IMMEDIATE
     # transactions take the write lock up front, so two writers queue rather
@@ -127,18 +135,18 @@ LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
 
 LANGUAGE_CODE = "en-gb"
-TIME_ZONE = env("TIME_ZONE", default="UTC")
+TIME_ZONE = env("SKINCARE_TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATIC_ROOT = Path(env("SKINCARE_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 
 # Lesion images and model files are private: there is no MEDIA_URL route.
 # Image bytes are served only by views that check who is asking
 # (portal.views), and on S3 through short-lived presigned links.
-STORAGE_BACKEND = env("STORAGE_BACKEND", default="local")
-MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+STORAGE_BACKEND = env("SKINCARE_STORAGE_BACKEND", default="local")
+MEDIA_ROOT = Path(env("SKINCARE_MEDIA_ROOT", default=str(VAR_DIR / "media")))
 if STORAGE_BACKEND == "s3":
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -158,7 +166,7 @@ elif STORAGE_BACKEND == "local":
         "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
     }
 else:
-    raise ImproperlyConfigured(f"STORAGE_BACKEND must be 'local' or 's3', not {STORAGE_BACKEND!r}")
+    raise ImproperlyConfigured(f"SKINCARE_STORAGE_BACKEND must be 'local' or 's3', not {STORAGE_BACKEND!r}")
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -185,6 +193,10 @@ SKINCARE_INFERENCE_TIME_LIMIT = env.int("SKINCARE_INFERENCE_TIME_LIMIT", default
 SKINCARE_INFERENCE_BACKEND = env("SKINCARE_INFERENCE_BACKEND", default="auto")
 if SKINCARE_INFERENCE_BACKEND not in ("auto", "onnx", "tensorflow"):
     raise ImproperlyConfigured("SKINCARE_INFERENCE_BACKEND must be auto, onnx or tensorflow")
+# The admin waits this long for ``python -m inference validate`` to load an
+# uploaded model in a child process (inference/registry.py); gunicorn kills a
+# request after 60 s (docker/Dockerfile).
+SKINCARE_MODEL_CHECK_SECONDS = env.int("SKINCARE_MODEL_CHECK_SECONDS", default=50)
 # Files in storage with no row (an upload whose transaction rolled back) are
 # deleted by the orphan sweeper once older than this.
 SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3600)
@@ -192,12 +204,12 @@ SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3
 SKINCARE_IDEMPOTENCY_KEY_DAYS = env.int("SKINCARE_IDEMPOTENCY_KEY_DAYS", default=7)
 
 # Celery. Without CELERY_BROKER_URL the broker is a spool folder (kombu's
-# filesystem transport): no server, but still a separate worker process.
+# filesystem transport): no server, but still a separate worker process. Its
+# folders are created at process start (skincare.environment.prepare_process).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _spool = VAR_DIR / "broker"
-    for _folder in ("queue", "processed", "control"):
-        (_spool / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_spool / "queue"),
         "data_folder_out": str(_spool / "queue"),
@@ -235,18 +247,17 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_TIMEZONE = TIME_ZONE
 
-# Keep Keras from writing to ~/.keras and TensorFlow from chattering. These
+# KERAS_HOME (default VAR_DIR/keras) and TF_CPP_MIN_LOG_LEVEL (default 2)
 # must be in the environment before TensorFlow is first imported (lazily, in
-# a worker's pool process), so settings put them there.
-os.environ.setdefault("KERAS_HOME", str(VAR_DIR / "keras"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# a worker's pool process): skincare.environment.prepare_process sets them
+# when a process starts, not these settings.
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": env("SKINCARE_LOG_LEVEL", default="INFO")},
 }
 
 # Cache: throttling counters (DRF) live here. Shared between processes only

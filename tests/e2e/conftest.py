@@ -53,7 +53,7 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory, broker):
         "DJANGO_SETTINGS_MODULE": "skincare.settings.test",
         "DATABASE_URL": _database_url(connection.settings_dict),  # the test database
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "MEDIA_ROOT": str(media),
+        "SKINCARE_MEDIA_ROOT": str(media),
         "SKINCARE_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("e2e-model-cache")),
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
