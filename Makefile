@@ -32,11 +32,12 @@ chromium:  ## Debian's chromium for the browser tests
 
 # CI runs `make lint` before `make test`. No database needed: the migration
 # check runs against an in-memory SQLite database.
-lint: $(VENV)/.installed-dev  ## ruff, format check, missing migrations
+lint: $(VENV)/.installed-dev  ## ruff, format check, missing migrations, the import rule (docs/architecture.md)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	DJANGO_SETTINGS_MODULE=skincare.settings.test DATABASE_URL=sqlite://:memory: \
 		$(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=sqlite://:memory: $(PY) -m pytest -q -p no:cacheprovider tests/test_architecture.py
 
 bench: $(VENV)/.installed-dev services
 	$(PY) bench/prediction_latency.py
