@@ -7,7 +7,6 @@ import pytest
 from django.urls import reverse
 
 from cases import services
-from inference import permissions as inference_permissions
 from inference import services as inference_services
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
 
@@ -24,13 +23,6 @@ def prediction(owner, lesion, jpeg_bytes, synthetic_model):
 
 def heatmap_url(prediction):
     return reverse("portal:prediction-heatmap", args=[prediction.pk])
-
-
-class TestScoping:
-    @pytest.mark.parametrize("who, visible", [("owner", True), ("colleague", True), ("outsider", False)])
-    def test_predictions_are_visible_only_within_the_clinic(self, request, prediction, who, visible):
-        user = request.getfixturevalue(who)
-        assert inference_permissions.predictions_visible_to(user).filter(pk=prediction.pk).exists() is visible
 
 
 class TestHeatmapView:
