@@ -1,0 +1,52 @@
+"""Clinicians' reviews of an image."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics
+
+from cases import permissions, services
+
+from .. import idempotency
+from ..serializers import (
+    ReviewSerializer,
+)
+from .base import (
+    IDEMPOTENCY_PARAMETER,
+    ApiMixin,
+    created_response,
+)
+
+# --- reviews ---------------------------------------------------------------
+
+
+class ReviewListCreateView(ApiMixin, generics.ListCreateAPIView):
+    serializer_class = ReviewSerializer
+
+    def get_image(self):
+        return permissions.get_image_or_404(self.request.user, self.kwargs["image_id"])
+
+    def get_queryset(self):
+        image = self.get_image()
+        return (
+            permissions.reviews_visible_to(self.request.user)
+            .filter(image=image)
+            .select_related("reviewer")
+            .order_by("created_at", "id")
+        )
+
+    @extend_schema(
+        summary="Add a review (earlier reviews are never changed)",
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: ReviewSerializer},
+    )
+    def post(self, request, image_id):
+        image = self.get_image()
+        key = idempotency.key_from(request)
+        serializer = ReviewSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+
+        def perform():
+            review = services.add_review(reviewer=request.user, image=image, **data)
+            return created_response(ReviewSerializer, review, request)
+
+        return idempotency.idempotent(request, key=key, payload=data, perform=perform)
