@@ -7,6 +7,7 @@ from rest_framework import exceptions, status
 from cases import permissions
 from inference.selectors import clinical_predictions_prefetch
 
+from .. import idempotency
 from ..errors import RequestTooLarge
 
 JSON_BODY_LIMIT = 256 * 1024
@@ -41,6 +42,26 @@ class ApiMixin:
 
 def created_response(serializer_class, instance, request):
     return status.HTTP_201_CREATED, serializer_class(instance, context={"request": request}).data
+
+
+def create_idempotently(request, serializer_class, create, *, payload=None):
+    """Validate the body with ``serializer_class``, then ``create(data)`` once per Idempotency-Key.
+
+    ``create`` calls a service and returns the new row; a retry with the same
+    key gets the first answer again (api/idempotency.py). ``payload(data)``
+    turns the validated data into what the key's fingerprint is computed from
+    (default: the data itself).
+    """
+    key = idempotency.key_from(request)
+    serializer = serializer_class(data=request.data, context={"request": request})
+    serializer.is_valid(raise_exception=True)
+    data = serializer.validated_data
+
+    def perform():
+        return created_response(serializer_class, create(data), request)
+
+    fingerprint = payload(data) if payload else data
+    return idempotency.idempotent(request, key=key, payload=fingerprint, perform=perform)
 
 
 def images_visible_with_predictions(user):

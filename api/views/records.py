@@ -7,7 +7,6 @@ from rest_framework import generics
 
 from cases import permissions, services
 
-from .. import idempotency
 from ..serializers import (
     ClinicSerializer,
     LesionSerializer,
@@ -16,7 +15,7 @@ from ..serializers import (
 from .base import (
     IDEMPOTENCY_PARAMETER,
     ApiMixin,
-    created_response,
+    create_idempotently,
 )
 
 # --- clinics and patients -------------------------------------------------
@@ -48,17 +47,12 @@ class PatientListCreateView(ApiMixin, generics.ListCreateAPIView):
 
     @extend_schema(parameters=[IDEMPOTENCY_PARAMETER], responses={201: PatientSerializer})
     def post(self, request):
-        key = idempotency.key_from(request)
-        serializer = PatientSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-
-        def perform():
-            patient = services.create_patient(user=request.user, **data)
-            return created_response(PatientSerializer, patient, request)
-
-        payload = {**data, "clinic": data["clinic"].pk}
-        return idempotency.idempotent(request, key=key, payload=payload, perform=perform)
+        return create_idempotently(
+            request,
+            PatientSerializer,
+            lambda data: services.create_patient(user=request.user, **data),
+            payload=lambda data: {**data, "clinic": data["clinic"].pk},
+        )
 
 
 class PatientDetailView(ApiMixin, generics.RetrieveAPIView):
@@ -84,16 +78,9 @@ class LesionListCreateView(ApiMixin, generics.ListCreateAPIView):
     @extend_schema(parameters=[IDEMPOTENCY_PARAMETER], responses={201: LesionSerializer})
     def post(self, request, patient_id):
         patient = self.get_patient()
-        key = idempotency.key_from(request)
-        serializer = LesionSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-
-        def perform():
-            lesion = services.create_lesion(user=request.user, patient=patient, **data)
-            return created_response(LesionSerializer, lesion, request)
-
-        return idempotency.idempotent(request, key=key, payload=data, perform=perform)
+        return create_idempotently(
+            request, LesionSerializer, lambda data: services.create_lesion(user=request.user, patient=patient, **data)
+        )
 
 
 class LesionDetailView(ApiMixin, generics.RetrieveAPIView):

@@ -5,14 +5,13 @@ from rest_framework import generics
 
 from cases import permissions, services
 
-from .. import idempotency
 from ..serializers import (
     ReviewSerializer,
 )
 from .base import (
     IDEMPOTENCY_PARAMETER,
     ApiMixin,
-    created_response,
+    create_idempotently,
 )
 
 # --- reviews ---------------------------------------------------------------
@@ -40,13 +39,6 @@ class ReviewListCreateView(ApiMixin, generics.ListCreateAPIView):
     )
     def post(self, request, image_id):
         image = self.get_image()
-        key = idempotency.key_from(request)
-        serializer = ReviewSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-
-        def perform():
-            review = services.add_review(reviewer=request.user, image=image, **data)
-            return created_response(ReviewSerializer, review, request)
-
-        return idempotency.idempotent(request, key=key, payload=data, perform=perform)
+        return create_idempotently(
+            request, ReviewSerializer, lambda data: services.add_review(reviewer=request.user, image=image, **data)
+        )
