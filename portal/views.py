@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from cases import permissions, selectors, services
 from cases.models import PATIENT_DEMOGRAPHICS, AnatomicalSite
+from core.audit import mark_listed
 from core.files import private_file_response, private_image_response
 from inference import selectors as prediction_selectors
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
@@ -63,6 +64,7 @@ def home(request):
     page = Paginator(prediction_selectors.worklist_for(request.user, **filters), WORKLIST_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    mark_listed(request, page.object_list)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -87,6 +89,7 @@ def patient_list(request):
     page = Paginator(selectors.patients_for(request.user, query=query), PATIENTS_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    mark_listed(request, page.object_list)
     return render(request, "portal/patient_list.html", {"page": page, "q": query})
 
 

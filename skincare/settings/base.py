@@ -66,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After authentication: it records who read which patient data (docs/security.md).
+    "core.middleware.ReadAuditMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into its lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -171,6 +173,25 @@ STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# Reads of patient data that the audit trail records (core.middleware): URL
+# keywords naming a record, and the admin pages (change and list) of these models.
+SKINCARE_AUDITED_URL_KWARGS = {
+    "patient_id": "cases.patient",
+    "lesion_id": "cases.lesion",
+    "image_id": "cases.lesionimage",
+    "prediction_id": "inference.prediction",
+}
+SKINCARE_AUDITED_ADMIN_MODELS = [
+    "cases.patient",
+    "cases.lesion",
+    "cases.lesionimage",
+    "cases.review",
+    "inference.prediction",
+]
+# How many proxies in front of the app may be believed about the client's
+# address (X-Forwarded-For); 0 ignores the header (core.http.client_address).
+SKINCARE_TRUSTED_PROXIES = env.int("SKINCARE_TRUSTED_PROXIES", default=0)
 
 # What cases.services.add_lesion_image calls, inside the upload's transaction,
 # for every stored image: the one explicit hook from cases to inference.
