@@ -81,9 +81,9 @@ def clinic_admin(clinic):
 
 
 @pytest.fixture
-def plain_staff(db):
-    """Staff with no role: may look at the admin, not change anything."""
-    return admin_helpers.plain_staff()
+def plain_staff(clinic):
+    """Staff with no admin role, a clinician of the owner's clinic: may look at its records, not change them."""
+    return admin_helpers.plain_staff(clinic)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 import csv
 
+from cases import permissions
+
 
 def _csv_safe(value):
     """A cell a spreadsheet will not run as a formula (OWASP: CSV injection)."""
@@ -35,11 +37,12 @@ CSV_COLUMNS = [
 ]
 
 
-def _csv_row(prediction):
+def _csv_row(prediction, identify):
+    patient = prediction.image.lesion.patient
     return [
         prediction.pk,
         prediction.image_id,
-        prediction.image.lesion.patient.medical_record_number,
+        patient.medical_record_number if identify(patient.clinic_id) else permissions.pseudonym(patient.pk),
         prediction.image.lesion.patient.clinic.name,
         prediction.model_version.label,
         prediction.status,
@@ -65,8 +68,18 @@ class _Echo:
         return value
 
 
-def csv_rows(predictions):
-    """The CSV text, line by line (a header, then one line per prediction), for a streaming response."""
+def csv_rows(predictions, *, user):
+    """The CSV text, line by line (a header, then one line per prediction), for a streaming response.
+
+    The MRN column holds a pseudonym for patients of clinics ``user`` does not belong to.
+    """
+    allowed = {}
+
+    def identify(clinic_id):
+        if clinic_id not in allowed:
+            allowed[clinic_id] = permissions.may_identify_patients(user, clinic_id)
+        return allowed[clinic_id]
+
     writer = csv.writer(_Echo())
-    for row in [CSV_COLUMNS, *map(_csv_row, predictions)]:
+    for row in [CSV_COLUMNS, *(_csv_row(prediction, identify) for prediction in predictions)]:
         yield writer.writerow([_csv_safe(value) for value in row])

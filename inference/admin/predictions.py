@@ -96,7 +96,19 @@ class PredictionAdmin(HistoryAdmin):
     actions = ["rerun_with_active_model", "flag_for_specialist", "export_csv"]
 
     def get_queryset(self, request):
-        return with_latest_review(super().get_queryset(request))
+        # ML admins review models across clinics (patients pseudonymised);
+        # everyone else sees their own clinics' predictions.
+        rows = permissions.admin_scope(
+            request.user, super().get_queryset(request), "image__lesion__patient__clinic", model_review=True
+        )
+        return with_latest_review(rows)
+
+    def get_search_fields(self, request):
+        # An ML admin sees every clinic's predictions: searching them by MRN
+        # would let them test for a patient they may not identify.
+        if request.user.is_superuser or not permissions.is_ml_admin(request.user):
+            return self.search_fields
+        return [field for field in self.search_fields if "medical_record_number" not in field]
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -111,13 +123,13 @@ class PredictionAdmin(HistoryAdmin):
     def image_view(self, request, prediction_id):
         if not permissions.can_view_admin(request.user):
             raise PermissionDenied
-        prediction = get_object_or_404(Prediction.objects.select_related("image"), pk=prediction_id)
+        prediction = get_object_or_404(self.get_queryset(request).select_related("image"), pk=prediction_id)
         return private_image_response(prediction.image.image, prediction.image.image_format)
 
     def heatmap_view(self, request, prediction_id):
         if not permissions.can_view_admin(request.user):
             raise PermissionDenied
-        prediction = get_object_or_404(Prediction, pk=prediction_id)
+        prediction = get_object_or_404(self.get_queryset(request), pk=prediction_id)
         return private_file_response(prediction.heatmap, content_type="image/png")
 
     # --- Columns.
@@ -247,7 +259,9 @@ class PredictionAdmin(HistoryAdmin):
         )
         # Who took which patient data out of the system.
         log_actions(user=request.user, objects=predictions, description="Exported as CSV")
-        response = StreamingHttpResponse(csv_rows(predictions), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(
+            csv_rows(predictions, user=request.user), content_type="text/csv; charset=utf-8"
+        )
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="predictions-{stamp}.csv"'
         response["Cache-Control"] = "private, no-store"
