@@ -43,12 +43,13 @@ the state_dict loads with ``strict=True``). Which one ran is printed and stored.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from training.files import sha256_of
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -58,14 +59,6 @@ IMAGE_SIZE = 224
 
 
 # ---------------------------------------------------------------- numpy helpers
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def random_pixels(seed: int = DEFAULT_SEED, batch: int = 4, size: int = IMAGE_SIZE) -> np.ndarray:

@@ -56,6 +56,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from . import calibration
 from .cv import assign_folds
 from .data import CLASS_NAMES, DEFAULT_MAX_DISTANCE, duplicate_groups, group_summary, list_images, perceptual_hash
+from .files import sha256_of
 from .metrics import METRIC_NAMES, binary_metrics, summarise
 from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
 from .ood import fit_ood
@@ -469,14 +470,6 @@ def bootstrap_ci(y, prob, threshold, groups, n_boot, seed, names=METRIC_NAMES):
     return {n: {"lo": float(np.percentile(v, 2.5)), "hi": float(np.percentile(v, 97.5))} for n, v in vals.items()}
 
 
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def default_command(argv, prog: str = "python -m training train-transfer") -> str:
     return prog + " " + " ".join(shlex.quote(a) for a in argv)
 
@@ -770,7 +763,7 @@ def run(config: TransferConfig) -> dict:
         "backbone": {
             "architecture": "MobileNetV2 (width 1.0), torchvision ImageNet-1k weights ported to Keras, frozen",
             "weights_file": "models/backbones/mobilenet_v2_imagenet.weights.h5",
-            "weights_sha256": file_sha256(weights_path),
+            "weights_sha256": sha256_of(weights_path),
         },
         "stage_timings_s": timings,
         **versions,
