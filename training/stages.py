@@ -107,7 +107,7 @@ def compare_preprocessing(config, data: Data, extract, progress) -> Comparison:
     for pipe in PIPELINES:
         feats = extract(sub, clean_input(S, pipe), f"features {pipe} (compare subset)")
         sub_feats[pipe] = feats
-        logits, _, info = cross_validate(
+        logits, _, _ = cross_validate(
             feats, np.empty((0,) + feats.shape), y[sub], groups[sub], sub_folds, config, progress, label=pipe
         )
         pf = per_fold_metrics(y[sub], calibration.sigmoid(logits), sub_folds, 0.5)
