@@ -27,8 +27,10 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from training.files import sha256_of
+
 from .models import ModelActivation, ModelVersion
-from .runtime import METADATA_FILE, ModelFileError, sha256_of, validate_metadata
+from .runtime import METADATA_FILE, ModelFileError, validate_metadata
 
 logger = logging.getLogger(__name__)
 

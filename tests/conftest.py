@@ -12,7 +12,8 @@ from django.core.files import File
 from PIL import Image
 
 from inference.models import ModelVersion
-from inference.runtime import read_metadata, sha256_of, shipped_model_dir
+from inference.runtime import read_metadata, shipped_model_dir
+from training.files import sha256_of
 
 from . import admin_helpers
 from .factories import ClinicFactory, LesionFactory, MembershipFactory, PatientFactory, UserFactory

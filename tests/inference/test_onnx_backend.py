@@ -95,7 +95,7 @@ class TestShippedModel:
         np.testing.assert_allclose(on_onnx.heatmap(demo_arrays[1]), after_prediction, atol=1e-6)
 
     def test_its_model_json_names_the_onnx_file_and_its_sha256(self, model_dir):
-        from inference.runtime import sha256_of
+        from training.files import sha256_of
 
         metadata = json.loads((model_dir / "model.json").read_text())
         assert metadata["onnx_file"] == "model.onnx"

@@ -19,9 +19,10 @@ from django.db import IntegrityError, connection, transaction
 
 from inference import registry
 from inference.models import ModelActivation, ModelVersion
-from inference.runtime import read_metadata, sha256_of
+from inference.runtime import read_metadata
 from tests.conftest import edit_metadata
 from tests.factories import UserFactory
+from training.files import sha256_of
 
 pytestmark = pytest.mark.django_db
 

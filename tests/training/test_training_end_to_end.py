@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.runtime import Predictor, sha256_of
+from inference.runtime import Predictor
 from training.__main__ import main
+from training.files import sha256_of
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo" / "images"
