@@ -173,7 +173,11 @@ class TestUpload:
         ).exists()
         activated = AuditEvent.objects.get(action="action", object_id=str(version.pk))
         assert activated.description.startswith("Activated mobilenet-v2-melanoma-next on upload")
-        assert ModelActivation.objects.get().previous == active_model
+        # The fixture's activation of active_model, then this one's.
+        assert [(row.model_version, row.previous) for row in ModelActivation.objects.order_by("at", "id")] == [
+            (active_model, None),
+            (version, active_model),
+        ]
 
     @pytest.mark.parametrize(
         "make_upload, message",

@@ -7,7 +7,7 @@ import pytest
 
 from inference import worker_cache
 from inference.runtime import ModelFileError, Predictor
-from tests.conftest import register_for_test
+from tests.conftest import register_model
 
 from .runtime.helpers import TOLERANCE
 
@@ -21,7 +21,7 @@ class TestWorker:
         monkeypatch.setattr(worker_cache, "_predictors", {})
 
     def test_the_worker_runs_a_registered_onnx_export_from_a_verified_local_copy(self, synthetic_onnx_dir, settings):
-        version = register_for_test(synthetic_onnx_dir)
+        version = register_model(synthetic_onnx_dir)
         assert version.onnx_file and version.onnx_sha256
 
         predictor = worker_cache.get_predictor(version)
@@ -31,7 +31,7 @@ class TestWorker:
         assert worker_cache.get_predictor(version) is predictor  # loaded once per process
 
     def test_a_tampered_stored_onnx_file_is_refused(self, synthetic_onnx_dir):
-        version = register_for_test(synthetic_onnx_dir)
+        version = register_model(synthetic_onnx_dir)
         with version.onnx_file.open("ab") as fh:
             fh.write(b"tampered")
         with pytest.raises(ModelFileError, match="ONNX file of synthetic-2 has sha256"):
@@ -39,10 +39,10 @@ class TestWorker:
 
     def test_the_setting_can_keep_the_worker_on_tensorflow(self, synthetic_onnx_dir, settings):
         settings.SKINCARE_INFERENCE_BACKEND = "tensorflow"
-        assert worker_cache.get_predictor(register_for_test(synthetic_onnx_dir)).backend == "tensorflow"
+        assert worker_cache.get_predictor(register_model(synthetic_onnx_dir)).backend == "tensorflow"
 
     def test_a_version_without_an_onnx_file_runs_on_tensorflow(self, synthetic_model_dir):
-        version = register_for_test(synthetic_model_dir)
+        version = register_model(synthetic_model_dir)
         assert not version.onnx_file
         assert worker_cache.get_predictor(version).backend == "tensorflow"
 
@@ -51,7 +51,7 @@ class TestWorker:
         from inference import services
         from inference.models import Prediction
 
-        register_for_test(synthetic_onnx_dir)
+        register_model(synthetic_onnx_dir)
         image = case_services.add_lesion_image(
             uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes), modality="dermoscopic"
         )
