@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from ..models import ModelActivation, ModelVersion
 from .archive import check_archive_size, unpack_model_archive
-from .folder import PLOT_FILES, read_artifacts, read_model_file
+from .folder import PLOT_FILES, Artifacts, ModelFile, read_artifacts, read_model_file
 from .load_check import run_load_check
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def register_model_version(*, model_dir, activate=False, user=None) -> tuple[Mod
     return version, True
 
 
-def _save_with_files(version: ModelVersion, model, artifacts) -> None:
+def _save_with_files(version: ModelVersion, model: ModelFile, artifacts: Artifacts) -> None:
     """Store the files in storage, then save the row; on any failure, leave no orphan files."""
     stored = []
     try:
