@@ -5,6 +5,9 @@ admin-only views, never a public URL), the model's output and the latest
 clinician review of the image. Predictions are the record of what a model
 said: nobody edits or deletes them here. The actions (re-run with the active
 model, flag for a specialist, export as CSV) each write to the audit trail.
+
+About 400 lines, kept in one module: the list filters, the CSV helpers and
+the admin are all the one review page, and each piece is small.
 """
 
 from django.contrib import admin, messages

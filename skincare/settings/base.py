@@ -218,6 +218,9 @@ if SKINCARE_INFERENCE_BACKEND not in ("auto", "onnx", "tensorflow"):
 # uploaded model in a child process (inference/registry.py); gunicorn kills a
 # request after 60 s (docker/Dockerfile).
 SKINCARE_MODEL_CHECK_SECONDS = env.int("SKINCARE_MODEL_CHECK_SECONDS", default=50)
+# The registry's load check (inference.registry.load_check): empty runs the
+# real one in a child process; tests about something else name a stand-in.
+SKINCARE_MODEL_LOAD_CHECK = ""
 # Files in storage with no row (an upload whose transaction rolled back) are
 # deleted by the orphan sweeper once older than this.
 SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3600)

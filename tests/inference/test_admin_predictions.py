@@ -1,3 +1,7 @@
+"""The prediction review admin (inference/admin/predictions.py): its list and filters, the thumbnails,
+re-run, flag and CSV export. About 430 lines, kept in one module like the admin it tests: each action is
+tested for each role that may or may not use it."""
+
 import csv
 import io
 
