@@ -202,14 +202,18 @@ def _transfer_sections(meta: dict, cv_report: dict, baseline, rob) -> list[tuple
     band = cv_report["uncertain_band"]
     ood = cv_report["ood"]
     size = f"{meta['input_size']}x{meta['input_size']}"
-    what = f"""An ImageNet-pretrained **MobileNetV2** (width 1.0; torchvision's ImageNet-1k weights ported to
+    what = (
+        _finetune_what(meta)
+        if "finetune" in t
+        else f"""An ImageNet-pretrained **MobileNetV2** (width 1.0; torchvision's ImageNet-1k weights ported to
 Keras, frozen) whose global-average-pooled 1280-d features feed a logistic-regression head
 (C = {t["head"]["C"]:g}), temperature-scaled (T = {meta["temperature"]:.4f}). Input: the whole dermoscopy image
 resized to {size} RGB, preprocessing `{meta["preprocessing"]}`, pixel values 0..255
 (ImageNet normalisation is inside the model). Outputs: `probability`, the calibrated P(melanoma), and
 `ood_distance`, a squared Mahalanobis distance of the image's features from the training images.
 Grad-CAM layer: `{meta["gradcam_layer"]}`. One file, `{meta["file"]}` ({meta.get("model_size_bytes", 0) / 1e6:.1f} MB).
-{_onnx_sentence(meta)}"""  # noqa: E501
+{_onnx_sentence(meta)}"""
+    )  # noqa: E501
     use = """**Decision support only, not a diagnosis.** It may help a clinician prioritise or double-check
 dermoscopy images of pigmented lesions. It must not be used to rule out melanoma or to decide on
 treatment without a clinician's examination; histopathology remains the reference standard.
@@ -267,6 +271,10 @@ metrics at the shipped threshold.
 Seed {t["seed"]}; wall time {t["wall_time_s"]:.0f} s ({t["wall_time_s"] / 60:.1f} min) on {t["machine"]} (this 2-core
 machine). TensorFlow {t["tensorflow"]}, Keras {t["keras"]}. Augmented copies per image: {t["augmented_copies"]}.
 """
+    if "finetune" in t:
+        reproduce = reproduce.replace(
+            "(this 2-core\nmachine).", "(this 2-core\nmachine; this session's time if the run was resumed)."
+        )
     return [
         ("What it is", what),
         ("Intended use", use),
@@ -277,3 +285,19 @@ machine). TensorFlow {t["tensorflow"]}, Keras {t["keras"]}. Augmented copies per
         ("Robustness", _robustness_summary(rob) + "\n"),
         ("Reproduce", reproduce),
     ]
+
+
+def _finetune_what(meta: dict) -> str:
+    t = meta["training"]
+    ft = t["finetune"]
+    size = f"{meta['input_size']}x{meta['input_size']}"
+    return f"""An ImageNet-pretrained backbone, {t["backbone"]["architecture"]}, fine-tuned end to end on these
+images: the top {ft["unfreeze_blocks"]} blocks ({", ".join(ft["trainable_blocks"]) or "none"}) and a one-unit
+logit layer on the global-average-pooled features were trained for {ft["epochs"]} epochs per fit ({ft["optimizer"]};
+learning rate {ft["learning_rate"]}; batch {ft["batch_size"]}; {ft["batchnorm"]}), with fresh augmentation every
+epoch. Temperature-scaled (T = {meta["temperature"]:.4f}). Input: the whole dermoscopy image resized to {size} RGB,
+preprocessing `{meta["preprocessing"]}`, pixel values 0..255 (ImageNet normalisation is inside the model). Outputs:
+`probability`, the calibrated P(melanoma); `ood_distance`, a squared Mahalanobis distance of the image's pooled
+features from the training images'; `features`, the pooled features themselves. Test-time augmentation:
+{ft["tta"]}. Grad-CAM layer: `{meta["gradcam_layer"]}`. One file, `{meta["file"]}`
+({meta.get("model_size_bytes", 0) / 1e6:.1f} MB). {_onnx_sentence(meta)}"""
