@@ -36,17 +36,22 @@ from pathlib import Path
 
 import numpy as np
 
+from . import backbone, calibration, finetune_meta, model_card, report, robustness, stages, transfer_meta
 from . import finetune_loop as loop
 from . import finetune_stages as fst
-from . import report, stages, transfer_meta
 from .batches import PilImages, prepare_cache
 from .cv import assign_folds
 from .data import DEFAULT_MAX_DISTANCE, duplicate_groups, group_summary
-from .features import RawImages
+from .features import RawImages, stratified_subset
 from .finetune_model import BACKBONES, MOBILENET_V2, backbone_info
+from .metrics import binary_metrics
+from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
 from .preprocessing import PIPELINES, SQUARE_SOG_V2
 from .transfer import Progress, default_command
 
+# Imported here, not lazily, so that a run started from one checkout never
+# mixes in modules edited while it trains (a full run takes hours).
+_EAGER = (backbone, calibration, model_card)
 PROG = "python -m training finetune"
 # Settings a resumed run must share with the run it resumes.
 RUN_KEYS = (
@@ -176,8 +181,6 @@ def cross_validate(config, cache, data, progress) -> fst.FoldOutputs:
             logits.append(p["logit"])
         heads.append(fst.head_of(model))
         va = data.folds == f
-        from .metrics import binary_metrics
-
         auc = binary_metrics(cache.y[va], 1 / (1 + np.exp(-logits[-1][va])), 0.5)["roc_auc"]
         done = json.loads((fit_dir / loop.DONE).read_text(encoding="utf-8"))
         info.append(
@@ -224,9 +227,6 @@ def run(config: FinetuneConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rob = None
     if config.robustness_subset:
-        from . import robustness
-        from .features import stratified_subset
-
         idx = stratified_subset(cache.y, config.robustness_subset, config.seed + 1)
         progress(f"[robustness] {len(idx)} images x {len(robustness.SHIFTS)} shifts")
         extract = fst.fold_extractor(config, cache, folds, lambda f: load_fold_model(config, f), progress)
@@ -241,13 +241,9 @@ def run(config: FinetuneConfig) -> dict:
     features_all, _ = loop.predict(model, cache, everything, config, config.tta)
     final = fst.export(config, model, features_all, cal, ood.components, out, progress)
     export_check, check_images = fst.check_export(config, cache, final, features_all, cal.temperature, progress)
-    from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
-
     info = backbone_info(config.backbone)
     exported = export_onnx(final.path, out / ONNX_FILE, gradcam_layer=info["gradcam_layer"], check_images=check_images)
     progress(f"[final] wrote {out / ONNX_FILE}; ONNX Runtime vs TensorFlow {exported['check']}")
-
-    from . import finetune_meta
 
     ood_report = transfer_meta.ood_summary(final, ood, features_all)
     features_like = argparse.Namespace(preprocessing=config.preprocessing)
