@@ -300,7 +300,23 @@ def config_from_args(args, argv) -> FinetuneConfig:
     names = {f.name for f in fields(FinetuneConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     values["ood_components"] = tuple(int(k) for k in args.ood_components.split(","))
-    return FinetuneConfig(**values, command=default_command(argv, PROG))
+    return FinetuneConfig(**values, command=default_command(recorded_argv(argv), PROG))
+
+
+def recorded_argv(argv) -> list[str]:
+    """The command line a model records: without ``--resume`` and ``--stop-after``,
+    which change when a run stops, not what it computes."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--resume" or a.startswith("--stop-after="):
+            continue
+        elif a == "--stop-after":
+            skip = True
+        else:
+            out.append(a)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
