@@ -43,7 +43,7 @@ from .batches import PilImages, prepare_cache
 from .cv import assign_folds
 from .data import DEFAULT_MAX_DISTANCE, duplicate_groups, group_summary
 from .features import RawImages, stratified_subset
-from .finetune_model import BACKBONES, MOBILENET_V2, backbone_info
+from .finetune_model import BACKBONES, MOBILENET_V2, MODEL_NAMES, backbone_info
 from .metrics import binary_metrics
 from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
 from .preprocessing import PIPELINES, SQUARE_SOG_V2
@@ -87,7 +87,7 @@ class FinetuneConfig:
     ood_quantile: float = 0.99
     ood_shrinkage: float = 0.05
     bootstrap: int = 1000
-    name: str = "mobilenet-v2-melanoma"
+    name: str = ""  # default: finetune_model.MODEL_NAMES[backbone]
     version: str = "3"
     weights_path: Path | None = None
     baseline_report: Path | None = None
@@ -202,6 +202,7 @@ def run(config: FinetuneConfig) -> dict:
     import keras
 
     config.weights_path = Path(config.weights_path or backbone_info(config.backbone)["weights"])
+    config.name = config.name or MODEL_NAMES[config.backbone]
     check_run_dir(config)
     run_dir, out = Path(config.run_dir), Path(config.out)
     progress = RunProgress(run_dir, config)
@@ -287,7 +288,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--robustness-subset", type=int, default=d.robustness_subset, help="0 skips the report (default %(default)s)")
     a("--ood-components", default=",".join(map(str, d.ood_components)), help="(default %(default)s)")
     a("--bootstrap", type=int, default=d.bootstrap, help="(default %(default)s)")
-    a("--name", default=d.name, help="(default %(default)s)")
+    a("--name", default=d.name, help="model name (default: mobilenet-v2-melanoma or efficientnet-lite0-melanoma)")
     a("--version", default=d.version, help="(default %(default)s)")
     a("--baseline-report", type=Path, default=Path("models/baseline-cnn-v1/cv_report.json"))
     a("--max-images", type=int, default=0, help="development only: a stratified subset of this many images")

