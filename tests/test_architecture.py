@@ -57,7 +57,9 @@ def imports_of(module: str, path: Path) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             target = _resolve(module, path, node)
-            names = [f"{target}.{alias.name}" if f"{target}.{alias.name}" in MODULES else target for alias in node.names]
+            names = [
+                f"{target}.{alias.name}" if f"{target}.{alias.name}" in MODULES else target for alias in node.names
+            ]
         else:
             continue
         for name in names:
@@ -141,7 +143,8 @@ def test_lazy_imports_count_too(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "module", sorted(m for m, p in MODULES.items() if ".migrations." not in m and len(p.read_text().splitlines()) > MAX_LINES)
+    "module",
+    sorted(m for m, p in MODULES.items() if ".migrations." not in m and len(p.read_text().splitlines()) > MAX_LINES),
 )
 def test_a_long_module_says_why(module):
     head = "\n".join(MODULES[module].read_text().splitlines()[:30])
