@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from cases import permissions, selectors, services
 from cases.models import AnatomicalSite
-from core.files import private_file_response, private_image_response
+from core.files import private_file_response
+from core.images import media_type_of
 from inference import selectors as prediction_selectors
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
 from inference.permissions import get_prediction_or_404
@@ -262,10 +263,10 @@ def image_status(request, image_id):
 def image_file(request, image_id):
     """The image's bytes, for users who may see its patient; 404 for anyone else.
 
-    Served without its metadata (EXIF GPS, device serials, XMP, comments).
+    Served as stored: metadata was removed when it was uploaded (core/imagemeta.py).
     """
     image = permissions.get_image_or_404(request.user, image_id)
-    return private_image_response(image.image, image.image_format)
+    return private_file_response(image.image, content_type=media_type_of(image.image_format))
 
 
 @login_required

@@ -22,7 +22,8 @@ from cases import permissions
 from cases.models import Review
 from core.admin import HistoryAdmin
 from core.audit import log_action, log_actions
-from core.files import private_file_response, private_image_response
+from core.files import private_file_response
+from core.images import media_type_of
 
 from .. import services
 from ..models import Prediction
@@ -253,7 +254,7 @@ class PredictionAdmin(HistoryAdmin):
         if not permissions.can_view_admin(request.user):
             raise PermissionDenied
         prediction = get_object_or_404(Prediction.objects.select_related("image"), pk=prediction_id)
-        return private_image_response(prediction.image.image, prediction.image.image_format)
+        return private_file_response(prediction.image.image, content_type=media_type_of(prediction.image.image_format))
 
     def heatmap_view(self, request, prediction_id):
         if not permissions.can_view_admin(request.user):
