@@ -9,6 +9,12 @@ messages; "non_field_errors" for the request as a whole).
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -22,6 +28,12 @@ class RequestTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "request_too_large"
+
+
+class TooManyParts(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request has too many fields or files."
+    default_code = "too_many_parts"
 
 
 class IdempotencyKeyReused(exceptions.APIException):
@@ -45,6 +57,11 @@ CODES = {
 }
 
 
+def is_api(request) -> bool:
+    """Whether ``request`` is for the API, whose every answer (errors included) is JSON."""
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
 def error_body(code, message, fields=None):
     error = {"code": code, "message": message}
     if fields is not None:
@@ -66,6 +83,8 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound("No such record.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, SuspiciousOperation):
+        exc = _suspicious(exc)
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -86,6 +105,16 @@ def exception_handler(exc, context):
     return response
 
 
+def _suspicious(exc):
+    """Django's refusals while reading a body (too big, too many parts) as the API's errors, not a 400 page."""
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLarge()
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return TooManyParts()
+    logger.warning("Suspicious API request refused: %s", type(exc).__name__)
+    return exceptions.ParseError("The request is malformed.")
+
+
 def _plain(detail):
     if isinstance(detail, dict):
         return {str(k): _plain(v) for k, v in detail.items()}
@@ -104,7 +133,7 @@ def _first_message(value):
 
 def server_error(request, *args, **kwargs):
     """handler500: JSON under /api/, Django's plain page elsewhere."""
-    if request.path.startswith("/api/"):
+    if is_api(request):
         return JsonResponse(error_body("server_error", "Internal server error."), status=500)
     from django.views.defaults import server_error as default
 
@@ -117,11 +146,34 @@ def json_response(status_code, code, message):
 
 def not_found(request, exception=None, *args, **kwargs):
     """handler404: JSON under /api/, Django's plain page elsewhere."""
-    if request.path.startswith("/api/"):
+    if is_api(request):
         return JsonResponse(error_body("not_found", "No such endpoint or record."), status=404)
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception, *args, **kwargs)
+
+
+def bad_request(request, exception=None, *args, **kwargs):
+    """handler400 (Django's refusals outside a DRF view): JSON under /api/."""
+    if is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            body = error_body("request_too_large", RequestTooLarge.default_detail)
+            return JsonResponse(body, status=413)
+        if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+            return JsonResponse(error_body("too_many_parts", TooManyParts.default_detail), status=400)
+        return JsonResponse(error_body("bad_request", "The request is malformed."), status=400)
+    from django.views.defaults import bad_request as default
+
+    return default(request, exception, *args, **kwargs)
+
+
+def permission_denied(request, exception=None, *args, **kwargs):
+    """handler403 (a CSRF or Django-level refusal): JSON under /api/."""
+    if is_api(request):
+        return JsonResponse(error_body("permission_denied", "You may not do this."), status=403)
+    from django.views.defaults import permission_denied as default
+
+    return default(request, exception, *args, **kwargs)
 
 
 def lockout_response(request, original_response=None, credentials=None):
@@ -136,7 +188,7 @@ def lockout_response(request, original_response=None, credentials=None):
 
     cool_off = get_cool_off(request)
     seconds = int(cool_off.total_seconds()) if cool_off else None
-    if request.path.startswith("/api/"):
+    if is_api(request):
         wait = f" Try again in {seconds // 60} minutes." if seconds else ""
         response = JsonResponse(error_body("locked_out", "Too many failed sign-ins." + wait), status=429)
         if seconds:

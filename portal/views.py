@@ -6,6 +6,7 @@ clinics) and every write goes through cases.services.
 
 from collections import OrderedDict
 from datetime import datetime, time
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -13,10 +14,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cases import permissions, selectors, services
@@ -29,6 +31,8 @@ from inference.permissions import get_prediction_or_404
 
 from .forms import PatientForm, ReviewForm, UploadForm, WorklistFilterForm
 
+# Multipart framing and the form's small fields around the files.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
 WORKLIST_PAGE_SIZE = 25
 PATIENTS_PAGE_SIZE = 25
 FINISHED = {Prediction.Status.SUCCEEDED, Prediction.Status.FAILED}
@@ -165,6 +169,36 @@ def patient_detail(request, patient_id):
     )
 
 
+def upload_request_limit() -> int:
+    return settings.SKINCARE_MAX_UPLOAD_BYTES * settings.SKINCARE_MAX_UPLOAD_FILES + UPLOAD_OVERHEAD_BYTES
+
+
+def refuse_oversized_body(view):
+    """Answer 413 from the declared Content-Length, before anything reads the body.
+
+    Django's CSRF check reads ``request.POST`` (which writes every file part
+    to disk) before a view runs, so this wrapper takes the CSRF check over:
+    the view is exempt from the middleware and protected inside, after the
+    size check.
+    """
+    protected = csrf_protect(view)
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return HttpResponse("Invalid Content-Length.", status=400, content_type="text/plain")
+        limit = upload_request_limit()
+        if length > limit:
+            message = f"The upload is {length / 1e6:.0f} MB; at most {limit / 1e6:.0f} MB can be sent at once."
+            return HttpResponse(message, status=413, content_type="text/plain")
+        return protected(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _captured_at(day):
     if day == timezone.localdate():
         return timezone.now()
@@ -172,6 +206,7 @@ def _captured_at(day):
 
 
 @login_required
+@refuse_oversized_body
 @require_http_methods(["GET", "POST"])
 def upload(request, patient_id):
     patient = permissions.get_patient_or_404(request.user, patient_id)

@@ -177,6 +177,8 @@ STORAGES = {
 SKINCARE_IMAGE_STORED_HOOK = "inference.services.request_prediction"
 # Uploads: anything larger than this is refused before it is decoded.
 SKINCARE_MAX_UPLOAD_BYTES = env.int("SKINCARE_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+# Images in one portal upload; a larger request is refused before its body is read.
+SKINCARE_MAX_UPLOAD_FILES = env.int("SKINCARE_MAX_UPLOAD_FILES", default=20)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
@@ -290,7 +292,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON that is nested too deeply or repeats a key is a 400, not a 500 or a silent merge.
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 # Device tokens for the apps expire this many days after they were issued.
