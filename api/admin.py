@@ -67,7 +67,7 @@ class DeviceTokenAdmin(HistoryAdmin):
         for token in tokens:
             if token.revoked_at is not None:
                 continue
-            revoke_token(token)
+            revoke_token(token, reason="admin")
             log_action(
                 user=request.user,
                 obj=token,

@@ -29,6 +29,13 @@ class DeviceToken(models.Model):
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A digest of the user's password hash when the token was issued
+    # (api.tokens.credential_fingerprint): a password changed by any path
+    # (portal, admin, reset, manage.py changepassword) no longer matches, and
+    # the token is revoked on its next use.
+    credential_fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # Why the token was revoked: "user", "admin", "password_changed", "deactivated", "no_clinic".
+    revoked_reason = models.CharField(max_length=32, blank=True, default="", editable=False)
 
     class Meta:
         db_table = "cases_devicetoken"

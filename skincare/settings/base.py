@@ -84,6 +84,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_LOCKOUT_CALLABLE = "api.errors.lockout_response"  # the JSON error shape under /api/
 AXES_RESET_ON_SUCCESS = True
+# The client's address, for lockout and throttling alike (core/network.py):
+# X-Forwarded-For is believed only through this many proxies in front of the
+# application; 0 ignores it and uses the connection's address.
+SKINCARE_TRUSTED_PROXIES = env.int("SKINCARE_TRUSTED_PROXIES", default=0)
+AXES_CLIENT_IP_CALLABLE = "core.network.client_address"
+# Read only if django-ipware is installed (it is not); kept in step with the above.
+AXES_IPWARE_PROXY_COUNT = SKINCARE_TRUSTED_PROXIES
 AXES_VERBOSE = False
 
 # Sessions end after this much inactivity (each request renews the clock)
@@ -284,6 +291,8 @@ REST_FRAMEWORK = {
         "uploads": env("SKINCARE_API_UPLOAD_RATE", default="120/min"),
         "auth": env("SKINCARE_API_AUTH_RATE", default="10/min"),
     },
+    # DRF's own address lookup (any throttle not overriding get_ident) trusts the same hops.
+    "NUM_PROXIES": SKINCARE_TRUSTED_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
