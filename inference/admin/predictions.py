@@ -198,6 +198,9 @@ class _Echo:
 
 @admin.register(Prediction)
 class PredictionAdmin(HistoryAdmin):
+    class Media:
+        css = {"all": ["inference/admin.css"]}  # the previews' sizes: no inline styles (CSP)
+
     list_display = [
         "short_id",
         "image_thumbnail",
@@ -299,14 +302,14 @@ class PredictionAdmin(HistoryAdmin):
     @admin.display(description="Image")
     def image_preview(self, obj):
         url = reverse("admin:inference_prediction_image", args=[obj.pk])
-        return format_html('<img src="{}" alt="Lesion image" style="max-width: 320px">', url)
+        return format_html('<img src="{}" alt="Lesion image" class="prediction-preview">', url)
 
     @admin.display(description="Heatmap")
     def heatmap_preview(self, obj):
         if not obj.heatmap:
             return "—"
         url = reverse("admin:inference_prediction_heatmap", args=[obj.pk])
-        return format_html('<img src="{}" alt="Heatmap" style="max-width: 320px">', url)
+        return format_html('<img src="{}" alt="Heatmap" class="prediction-preview">', url)
 
     @admin.display(description="Heatmap file")
     def heatmap_file(self, obj):
