@@ -4,7 +4,9 @@
 ``[`` raises RecursionError (a 500) before any view code runs; and a key
 sent twice keeps only its last value. Request bodies here are flat records,
 so nesting deeper than ``MAX_DEPTH`` is refused before decoding, and a
-repeated key is an error: both are the API's 400 ``parse_error``.
+repeated key is an error: both are the API's 400 ``parse_error``. So are
+NaN and Infinity (not JSON) and a lone surrogate escape such as ``"\ud800"``
+(valid JSON syntax, but no text: it cannot be stored or logged as UTF-8).
 """
 
 import codecs
@@ -53,9 +55,14 @@ class StrictJSONParser(JSONParser):
             raise ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels.")
         try:
             text = codecs.decode(body, encoding)
-            return json.loads(text, object_pairs_hook=_no_repeated_keys, parse_constant=_refuse_constant)
+            data = json.loads(text, object_pairs_hook=_no_repeated_keys, parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ParseError("JSON parse error - a string is not valid Unicode (lone surrogate).") from None
+        return data
 
 
 def _refuse_constant(name):

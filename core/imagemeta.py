@@ -18,6 +18,7 @@ Pillow can decode.
 
 import io
 import struct
+import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps
@@ -101,7 +102,10 @@ def sanitize_image(data: bytes, image_format: str) -> Sanitized:
 
 def _read_exif(data: bytes) -> Image.Exif | dict:
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        # Damaged EXIF is common and harmless here (it is about to be dropped):
+        # Pillow's warnings about it would only be noise in the logs.
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as img:
+            warnings.simplefilter("ignore")
             return img.getexif()
     except Exception:
         return {}
@@ -119,7 +123,8 @@ def _device(exif, tag) -> str:
 
 def _reencode(data: bytes, image_format: str) -> bytes:
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as img:
+            warnings.simplefilter("ignore")  # damaged EXIF, as in _read_exif
             img.load()
             icc = img.info.get("icc_profile")
             img = ImageOps.exif_transpose(img)
