@@ -191,6 +191,9 @@ class LesionImageAdmin(ClinicRecordAdmin):
         "width",
         "height",
         "byte_size",
+        "metadata_removed",  # what sanitizing took out of the upload (core/imagemeta.py)
+        "device_make",
+        "device_model",
         "uploaded_by",
         "uploaded_at",
     ]

@@ -181,3 +181,13 @@ def test_the_command_sanitizes_images_stored_before_sanitizing(
     assert not storage.exists(old_name) and image.image.name != old_name
     call_command("sanitize_stored_images")
     assert "0 of 1 images rewritten" in capsys.readouterr().out
+
+
+def test_the_admin_shows_what_was_removed(client, superuser, owner, lesion, active_model):
+    image = services.add_lesion_image(
+        uploader=owner, lesion=lesion, file=io.BytesIO(badfiles.laden_jpeg()), modality="clinical"
+    )
+    client.force_login(superuser)
+    page = client.get(reverse("admin:cases_lesionimage_change", args=[image.pk])).content.decode()
+    assert "PhoneMaker" in page and "Pixel Secret" in page and "orientation" in page
+    assert "SERIAL-12345" not in page
