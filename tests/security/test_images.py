@@ -70,8 +70,9 @@ def test_an_animated_png_keeps_its_first_frame_only():
         assert getattr(img, "n_frames", 1) == 1 and img.convert("RGB").tobytes() == first
 
 
-def test_a_plain_file_is_stored_unchanged():
-    for data, image_format in ((badfiles.plain_png(), "PNG"),):
+def test_a_plain_file_is_stored_unchanged(jpeg_bytes):
+    """Nothing to remove: not a byte changes (the demo JPEG, and what Pillow writes)."""
+    for data, image_format in ((badfiles.plain_png(), "PNG"), (badfiles.plain_jpeg(), "JPEG"), (jpeg_bytes, "JPEG")):
         result = sanitize_image(data, image_format)
         assert result.data == data and result.removed == ()
 
@@ -191,3 +192,32 @@ def test_the_admin_shows_what_was_removed(client, superuser, owner, lesion, acti
     page = client.get(reverse("admin:cases_lesionimage_change", args=[image.pk])).content.decode()
     assert "PhoneMaker" in page and "Pixel Secret" in page and "orientation" in page
     assert "SERIAL-12345" not in page
+
+
+def _jpeg(mode="RGB", **options):
+    buffer = io.BytesIO()
+    badfiles.two_colour().convert(mode).save(buffer, format="JPEG", comment=b"taken at home", **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"progressive": True}, {"restart_marker_blocks": 1}, {"mode": "CMYK"}, {"mode": "L"}],
+    ids=["baseline", "progressive", "restart-markers", "cmyk", "grayscale"],
+)
+def test_jpeg_variants_keep_their_exact_pixels(options):
+    """Segment cuts never touch the scans: every pixel decodes as before, whatever the coding."""
+    original = _jpeg(**options) + b"\xff\xd8 a second file"
+    result = sanitize_image(original, "JPEG")
+    assert {"comment", "trailing-data"} <= set(result.removed) and "orientation" not in result.removed
+    badfiles.assert_clean(result.data)
+    with Image.open(io.BytesIO(original)) as before, Image.open(io.BytesIO(result.data)) as after:
+        assert before.mode == after.mode and before.tobytes() == after.tobytes()
+
+
+def test_a_png_keeps_its_colour_profile():
+    buffer = io.BytesIO()
+    badfiles.two_colour().save(buffer, format="PNG", icc_profile=badfiles.srgb_profile())
+    result = sanitize_image(buffer.getvalue() + b"tail", "PNG")
+    with Image.open(io.BytesIO(result.data)) as img:
+        assert img.info.get("icc_profile") == badfiles.srgb_profile()
