@@ -18,6 +18,7 @@ from django.core.exceptions import (
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -102,7 +103,16 @@ def exception_handler(exc, context):
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             message = f"Too many requests; retry in {int(exc.wait) + 1} seconds."
         response.data = error_body(code, message)
+    _render_as_json(context)
     return response
+
+
+def _render_as_json(context):
+    """Errors are JSON whatever was negotiated (the browsable API, the schema's YAML, the docs' HTML)."""
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
 
 
 def _suspicious(exc):

@@ -159,3 +159,22 @@ def test_the_portal_refuses_more_files_than_allowed(owner, patient, settings):
     assert response.status_code == 200
     assert "At most 2 images" in response.content.decode()
     assert not LesionImage.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("post", "/api/schema/", 405, "method_not_allowed"),
+        ("post", "/api/docs/", 405, "method_not_allowed"),
+        ("post", "/api/redoc/", 405, "method_not_allowed"),
+        ("get", "/api/schema/?format=xyz", 404, "not_found"),
+        ("get", "/api/v1/patients?format=api", 401, "not_authenticated"),
+    ],
+)
+def test_errors_are_json_whatever_was_negotiated(client, method, path, status, code):
+    """The schema's YAML, the docs' HTML and the browsable API answer their errors in the one JSON shape too."""
+    assert_error(getattr(client, method)(path), status, code)
+
+
+def test_not_acceptable_is_json(owner_api):
+    assert_error(owner_api.get("/api/v1/patients", HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
