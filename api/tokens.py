@@ -10,8 +10,9 @@ one they had when the token was issued, and that they are still a member of
 a clinic; if not, the token is revoked there and then, with the reason. This
 covers every way those change (the portal's password form, a reset, the
 admin's user and membership pages, ``manage.py changepassword``, a shell)
-without signals; code that changes them on purpose may also call
-``revoke_tokens_of`` to revoke at once.
+without signals. The code that changes them on purpose also calls
+``user_access_changed`` (through ``core.access``), so the revocation is
+recorded at once rather than at the token's next use.
 """
 
 import hashlib
@@ -96,6 +97,18 @@ def revoke_token(row: DeviceToken, *, reason="user") -> None:
         row.revoked_at = timezone.now()
         row.revoked_reason = reason
         row.save(update_fields=["revoked_at", "revoked_reason"])
+
+
+def user_access_changed(user) -> int:
+    """Revoke ``user``'s live tokens that they are no longer entitled to; returns how many."""
+    revoked = 0
+    for row in DeviceToken.objects.filter(user=user, revoked_at__isnull=True):
+        row.user = user  # the caller's copy, with the change just made
+        reason = _lost_entitlement(row)
+        if reason:
+            revoke_token(row, reason=reason)
+            revoked += 1
+    return revoked
 
 
 def revoke_tokens_of(user, *, reason) -> int:

@@ -10,6 +10,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -23,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from cases import permissions, selectors, services
 from cases.models import AnatomicalSite
+from core.access import user_access_changed
 from core.files import private_file_response
 from core.images import media_type_of
 from inference import selectors as prediction_selectors
@@ -310,3 +312,12 @@ def prediction_heatmap(request, prediction_id):
     """The prediction's Grad-CAM overlay (PNG), for users who may see its image; 404 otherwise."""
     prediction = get_prediction_or_404(request.user, prediction_id)
     return private_file_response(prediction.heatmap, content_type="image/png")
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's form; a new password also ends the user's device tokens at once (core.access)."""
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        user_access_changed(form.user)
+        return response

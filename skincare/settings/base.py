@@ -184,6 +184,9 @@ STORAGES = {
 # What cases.services.add_lesion_image calls, inside the upload's transaction,
 # for every stored image: the one explicit hook from cases to inference.
 SKINCARE_IMAGE_STORED_HOOK = "inference.services.request_prediction"
+# What core.access.user_access_changed calls when a user's password, active
+# flag or memberships change: revoke the device tokens they lost (api/tokens.py).
+SKINCARE_USER_ACCESS_CHANGED_HOOK = "api.tokens.user_access_changed"
 # Uploads: anything larger than this is refused before it is decoded.
 SKINCARE_MAX_UPLOAD_BYTES = env.int("SKINCARE_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 # Images in one portal upload; a larger request is refused before its body is read.

@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.forms import SetPasswordForm
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from api.models import DeviceToken
 from cases.models import Membership
@@ -17,6 +18,12 @@ NEW_PASSWORD = "a brand new passphrase 42"
 
 def _works(api):
     return api.get("/api/v1/clinics").status_code == 200
+
+
+def _revoked_now(owner, reason):
+    """Revoked by the change itself (core.access), before the token is used again."""
+    row = DeviceToken.objects.get(user=owner)
+    assert row.revoked_at is not None and row.revoked_reason == reason
 
 
 def _refused_and_revoked(api, owner, reason):
@@ -38,6 +45,7 @@ def test_a_portal_password_change_revokes_tokens(client, owner, api):
         {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
     )
     assert response.status_code == 302
+    _revoked_now(owner, "password_changed")
     _refused_and_revoked(api, owner, "password_changed")
 
 
@@ -54,6 +62,7 @@ def test_the_admin_password_page_revokes_tokens(client, owner, api, superuser):
     url = reverse("admin:auth_user_password_change", args=[owner.pk])
     response = client.post(url, {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"})
     assert response.status_code == 302, response.content
+    _revoked_now(owner, "password_changed")
     _refused_and_revoked(api, owner, "password_changed")
 
 
@@ -83,7 +92,38 @@ def test_removing_the_last_membership_in_the_admin_revokes_tokens(client, owner,
     membership = Membership.objects.get(user=owner)
     response = client.post(reverse("admin:cases_membership_delete", args=[membership.pk]), {"post": "yes"})
     assert response.status_code == 302, response.content
+    _revoked_now(owner, "no_clinic")
     _refused_and_revoked(api, owner, "no_clinic")
+
+
+def test_deactivating_a_user_in_the_admin_revokes_tokens_at_once(client, owner, api, superuser):
+    client.force_login(superuser)
+    joined = timezone.localtime(owner.date_joined)
+    response = client.post(
+        reverse("admin:auth_user_change", args=[owner.pk]),
+        {
+            "username": owner.username,
+            "date_joined_0": joined.date().isoformat(),
+            "date_joined_1": joined.time().strftime("%H:%M:%S"),
+            # is_active left out: unticked
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    _revoked_now(owner, "deactivated")
+
+
+def test_moving_a_membership_to_someone_else_in_the_admin_revokes_at_once(client, owner, api, superuser):
+    from tests.factories import UserFactory
+
+    client.force_login(superuser)
+    membership = Membership.objects.get(user=owner)
+    newcomer = UserFactory(username="newcomer")
+    response = client.post(
+        reverse("admin:cases_membership_change", args=[membership.pk]),
+        {"user": newcomer.pk, "clinic": membership.clinic.pk, "role": membership.role},
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    _revoked_now(owner, "no_clinic")
 
 
 def test_revoke_tokens_of_revokes_every_live_token_at_once(owner):
