@@ -10,7 +10,7 @@ Retry-After.
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from core.network import client_address
+from core.http import client_address
 
 from .models import DeviceToken
 
@@ -52,7 +52,7 @@ class UploadThrottle(UserThrottle):
 class AuthThrottle(_SettingsRate):
     """Password attempts for token creation, per client address.
 
-    The address is ``core.network.client_address``: X-Forwarded-For counts
+    The address is ``core.http.client_address``: X-Forwarded-For counts
     only through the proxies ``SKINCARE_TRUSTED_PROXIES`` says are there, so
     a client cannot get a fresh budget by sending a new header each time.
     """

@@ -7,7 +7,6 @@ own task settings govern them.
 """
 
 import logging
-from functools import partial
 
 from celery import current_app
 from django.db import transaction
@@ -25,8 +24,11 @@ def send_prediction_on_commit(prediction_id) -> None:
     unreachable, the other on-commit hooks of the transaction still run and
     the prediction stays pending for the sweeper to send again.
     """
-    transaction.on_commit(partial(_send, str(prediction_id)), robust=True)
+    prediction_id = str(prediction_id)
 
+    # A named function, not functools.partial: a robust hook's failure is
+    # logged under the function's __qualname__, which a partial lacks.
+    def send_prediction():
+        current_app.send_task(RUN_PREDICTION_TASK, args=[prediction_id])
 
-def _send(prediction_id: str) -> None:
-    current_app.send_task(RUN_PREDICTION_TASK, args=[prediction_id])
+    transaction.on_commit(send_prediction, robust=True)

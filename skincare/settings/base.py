@@ -57,8 +57,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: CSP, Permissions-Policy and no-store on every response (core/middleware.py).
-    "core.middleware.SecurityHeadersMiddleware",
+    # First: CSP, Permissions-Policy and no-store on every response (core/headers.py).
+    "core.headers.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After authentication: it records who read which patient data (docs/security.md).
+    "core.middleware.ReadAuditMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into its lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -86,11 +88,11 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_LOCKOUT_CALLABLE = "api.errors.lockout_response"  # the JSON error shape under /api/
 AXES_RESET_ON_SUCCESS = True
-# The client's address, for lockout and throttling alike (core/network.py):
+# The client's address, for lockout, throttling and the audit trail alike (core/http.py):
 # X-Forwarded-For is believed only through this many proxies in front of the
 # application; 0 ignores it and uses the connection's address.
 SKINCARE_TRUSTED_PROXIES = env.int("SKINCARE_TRUSTED_PROXIES", default=0)
-AXES_CLIENT_IP_CALLABLE = "core.network.client_address"
+AXES_CLIENT_IP_CALLABLE = "core.http.client_address"
 # Read only if django-ipware is installed (it is not); kept in step with the above.
 AXES_IPWARE_PROXY_COUNT = SKINCARE_TRUSTED_PROXIES
 AXES_VERBOSE = False
@@ -181,6 +183,21 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Reads of patient data that the audit trail records (core.middleware): URL
+# keywords naming a record, and the admin pages (change and list) of these models.
+SKINCARE_AUDITED_URL_KWARGS = {
+    "patient_id": "cases.patient",
+    "lesion_id": "cases.lesion",
+    "image_id": "cases.lesionimage",
+    "prediction_id": "inference.prediction",
+}
+SKINCARE_AUDITED_ADMIN_MODELS = [
+    "cases.patient",
+    "cases.lesion",
+    "cases.lesionimage",
+    "cases.review",
+    "inference.prediction",
+]
 # What cases.services.add_lesion_image calls, inside the upload's transaction,
 # for every stored image: the one explicit hook from cases to inference.
 SKINCARE_IMAGE_STORED_HOOK = "inference.services.request_prediction"
@@ -211,6 +228,9 @@ if SKINCARE_INFERENCE_BACKEND not in ("auto", "onnx", "tensorflow"):
 # uploaded model in a child process (inference/registry.py); gunicorn kills a
 # request after 60 s (docker/Dockerfile).
 SKINCARE_MODEL_CHECK_SECONDS = env.int("SKINCARE_MODEL_CHECK_SECONDS", default=50)
+# The registry's load check (inference.registry.load_check): empty runs the
+# real one in a child process; tests about something else name a stand-in.
+SKINCARE_MODEL_LOAD_CHECK = ""
 # Files in storage with no row (an upload whose transaction rolled back) are
 # deleted by the orphan sweeper once older than this.
 SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3600)

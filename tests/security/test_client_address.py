@@ -4,7 +4,7 @@ import pytest
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
-from core.network import client_address
+from core.http import client_address
 from tests.api.conftest import assert_error
 
 PASSWORD = "correct horse battery"
@@ -28,7 +28,7 @@ def _address(settings, hops, xff=None, remote="10.0.0.1"):
         (2, "6.6.6.6, 203.0.113.7, 10.1.1.1", "203.0.113.7"),
         (1, None, "10.0.0.1"),
         (1, "not-an-address", "10.0.0.1"),
-        (3, "203.0.113.7", "203.0.113.7"),  # fewer entries than hops: the left-most
+        (3, "203.0.113.7", "10.0.0.1"),  # fewer entries than proxies: not through them all
     ],
 )
 def test_client_address(settings, hops, xff, expected):

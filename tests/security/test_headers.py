@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from core.middleware import CONTENT_SECURITY_POLICY
+from core.headers import CONTENT_SECURITY_POLICY
 from tests.api.conftest import token_client
 
 REPO = Path(settings.BASE_DIR)
@@ -91,7 +91,7 @@ def _assert_no_inline(html, url):
 def test_templates_have_no_inline_script_or_style():
     for path in [*REPO.joinpath("templates").rglob("*.html"), *REPO.joinpath("api", "templates").rglob("*.html")]:
         if path.name == "redoc.html":
-            continue  # the API docs have their own policy (core/middleware.py)
+            continue  # the API docs have their own policy (core/headers.py)
         text = path.read_text()
         for pattern in INLINE:
             assert not pattern.search(text), (path, pattern.pattern)
