@@ -104,9 +104,10 @@ def _read_exif(data: bytes) -> Image.Exif | dict:
     try:
         # Damaged EXIF is common and harmless here (it is about to be dropped):
         # Pillow's warnings about it would only be noise in the logs.
-        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return img.getexif()
+            with Image.open(io.BytesIO(data)) as img:
+                return img.getexif()
     except Exception:
         return {}
 
@@ -123,19 +124,20 @@ def _device(exif, tag) -> str:
 
 def _reencode(data: bytes, image_format: str) -> bytes:
     try:
-        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # damaged EXIF, as in _read_exif
-            img.load()
-            icc = img.info.get("icc_profile")
-            img = ImageOps.exif_transpose(img)
-            out = io.BytesIO()
-            if image_format == "PNG":
-                img.save(out, format="PNG", icc_profile=icc)
-            else:
-                if img.mode not in ("L", "RGB", "CMYK"):
-                    img = img.convert("RGB")
-                img.save(out, format="JPEG", quality=95, icc_profile=icc)
-            return out.getvalue()
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+                icc = img.info.get("icc_profile")
+                img = ImageOps.exif_transpose(img)
+                out = io.BytesIO()
+                if image_format == "PNG":
+                    img.save(out, format="PNG", icc_profile=icc)
+                else:
+                    if img.mode not in ("L", "RGB", "CMYK"):
+                        img = img.convert("RGB")
+                    img.save(out, format="JPEG", quality=95, icc_profile=icc)
+                return out.getvalue()
     except Exception as exc:
         raise SanitizeError(f"the image data is damaged or truncated: {exc}") from exc
 
