@@ -23,7 +23,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from .models import DeviceToken
+from .models import DeviceToken, credential_fingerprint
 
 SCHEME = "skc_"
 # Writing last_used_at on every request would turn each read into a write.
@@ -32,14 +32,6 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def credential_fingerprint(user) -> str:
-    """A digest of ``user``'s stored password hash: it changes whenever the password does.
-
-    Reveals nothing the user table does not already hold (the hash is salted).
-    """
-    return hashlib.sha256(b"skincare-device-token\0" + (user.password or "").encode()).hexdigest()
 
 
 def issue_token(*, user, name) -> tuple[DeviceToken, str]:
@@ -65,9 +57,7 @@ def find_token(token: str) -> DeviceToken | None:
     row = DeviceToken.objects.select_related("user").filter(prefix=prefix).first()
     if row is None or not hmac.compare_digest(row.token_hash, _hash(token)):
         return None
-    if not row.is_usable:
-        if row.revoked_at is None and not row.user.is_active:
-            revoke_token(row, reason="deactivated")
+    if row.revoked_at is not None or row.expires_at <= timezone.now():
         return None
     reason = _lost_entitlement(row)
     if reason:

@@ -140,3 +140,14 @@ def test_an_unchanged_user_keeps_their_token(owner, api):
     owner.save()
     assert _works(api) and _works(api)
     assert DeviceToken.objects.get(user=owner).revoked_at is None
+
+
+def test_the_admin_shows_a_token_unusable_once_the_password_changed(owner):
+    from api.tokens import issue_token
+
+    row, _ = issue_token(user=owner, name="phone")
+    assert row.is_usable
+    owner.set_password(NEW_PASSWORD)
+    owner.save()
+    row.refresh_from_db()
+    assert not row.is_usable  # even before its next use revokes it
