@@ -56,7 +56,7 @@ class StrictJSONParser(JSONParser):
         try:
             text = codecs.decode(body, encoding)
             data = json.loads(text, object_pairs_hook=_no_repeated_keys, parse_constant=_refuse_constant)
-        except (ValueError, RecursionError) as exc:
+        except (ValueError, RecursionError, LookupError) as exc:  # LookupError: an unknown charset
             raise ParseError(f"JSON parse error - {exc}") from None
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")

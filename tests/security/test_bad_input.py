@@ -109,7 +109,13 @@ def json_cases(world):
                 cases.append((kind, json.dumps(body).encode(), "application/json"))
         for body in MALFORMED:
             cases.append((kind, body, "application/json"))
-        for content_type in ("text/plain", "application/json; charset=utf-16", "application/x-www-form-urlencoded"):
+        for content_type in (
+            "text/plain",
+            "application/json; charset=utf-16",
+            "application/json; charset=no-such-charset",
+            "application/json; charset=utf-32",
+            "application/x-www-form-urlencoded",
+        ):
             cases.append((kind, json.dumps(valid_body(kind, world)).encode(), content_type))
     return cases
 
