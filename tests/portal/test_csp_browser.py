@@ -1,4 +1,7 @@
-"""The strict Content-Security-Policy in a real browser: the portal and the
+"""Part of the security suite (docs/security.md), here beside the portal's
+browser fixtures (one chromium per test session).
+
+The strict Content-Security-Policy in a real browser: the portal and the
 admin work under it and the browser reports no violation (chromium logs
 each refused inline script or style to the console)."""
 
@@ -9,7 +12,8 @@ from playwright.sync_api import expect
 
 from cases import services
 from tests.conftest import png_bytes
-from tests.portal.conftest import sign_in
+
+from .conftest import sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
