@@ -5,6 +5,7 @@ Portal, API and admin views check who may see a record, then answer through
 headers that keep clinical images out of shared caches are set in one place.
 """
 
+from django.core.files.base import ContentFile
 from django.http import FileResponse, Http404, HttpResponse
 
 from .imagemeta import strip_metadata
@@ -39,3 +40,14 @@ def private_image_response(field_file, image_format):
         content_type=media_type_of(image_format),
         transform=lambda data: strip_metadata(data, image_format),
     )
+
+
+def private_bytes_response(data: bytes, *, content_type, filename):
+    """Bytes made for this request (a PDF report, a DICOM export), as privately as stored ones.
+
+    Sent as a download named ``filename``; the caller has already checked
+    that the user may see the record.
+    """
+    response = private_file_response(ContentFile(data, name=filename), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

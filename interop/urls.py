@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from . import views
 from .fhir import views as fhir
 
 READ = {
@@ -25,6 +26,11 @@ api_urlpatterns = [
     ],
     path("fhir/<str:resource_type>", fhir.SearchView.as_view(), name="fhir-search"),
     path("fhir/<path:rest>", fhir.UnknownView.as_view(), name="fhir-unknown"),
+    path("images/<uuid:image_id>/report.pdf", views.ImageReportView.as_view(), name="image-report"),
+    path("images/<uuid:image_id>/dicom", views.ImageDicomView.as_view(), name="image-dicom"),
 ]
 
-portal_urlpatterns = []
+portal_urlpatterns = [
+    path("images/<uuid:image_id>/report.pdf", views.portal_image_report, name="image-report"),
+    path("images/<uuid:image_id>/dicom", views.portal_image_dicom, name="image-dicom"),
+]
