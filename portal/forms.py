@@ -5,8 +5,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from cases.dicom import prepare_upload
 from cases.models import AnatomicalSite, LesionImage, Patient, Review
-from core.images import ACCEPT, check_upload
+from core.images import ACCEPT
 from inference.models import Prediction
 
 
@@ -111,8 +112,8 @@ class UploadForm(BootstrapMixin, forms.Form):
     modality = forms.ChoiceField(label="Modality", choices=LesionImage.Modality.choices)
     captured_on = forms.DateField(label="Capture date", widget=DateInput())
     images = MultipleImageField(
-        label="Images (JPEG or PNG)",
-        widget=MultipleFileInput(attrs={"accept": ACCEPT}),
+        label="Images (JPEG, PNG or DICOM)",
+        widget=MultipleFileInput(attrs={"accept": f"{ACCEPT},application/dicom,.dcm"}),
     )
 
     NEW = "new"
@@ -143,7 +144,7 @@ class UploadForm(BootstrapMixin, forms.Form):
         checked, errors = [], []
         for upload in self.cleaned_data["images"]:
             try:
-                checked.append(check_upload(upload))
+                checked.append(prepare_upload(upload))
             except ValidationError as exc:
                 errors.extend(f"{upload.name}: {message}" for message in exc.messages)
         if errors:

@@ -13,9 +13,8 @@ DiagnosticReport's status follows ``interop.record`` (never ``final``
 without a clinician's review). Mappings: docs/interoperability.md.
 """
 
+from cases import terminology as codes
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
-
-from .. import codes
 
 FHIR_VERSION = "4.0.1"
 # Our own code systems and identifier namespaces: URNs, as nothing here has

@@ -3,7 +3,7 @@
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from interop import codes
+from cases import terminology as codes
 
 from .conftest import sign_review
 

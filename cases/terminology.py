@@ -1,4 +1,4 @@
-"""The terminologies the exports share: SNOMED CT for body sites and diagnoses.
+"""The terminologies of the clinical record (FHIR, PDF and DICOM share them): SNOMED CT for body sites and diagnoses.
 
 Body sites come from DICOM PS3.16 (CID 4029 "Dermatology Anatomic Site" and
 CID 4031 "Common Anatomic Regions"), which code each region in SNOMED CT;
@@ -12,7 +12,7 @@ every mapping.
 
 from dataclasses import dataclass
 
-from cases.models import AnatomicalSite, Review
+from .models import AnatomicalSite, Review
 
 SNOMED = "http://snomed.info/sct"
 # DICOM's designator for SNOMED CT in coded sequences.
@@ -59,6 +59,11 @@ DIAGNOSES = {
 
 def body_site(site: str) -> Code | None:
     return BODY_SITES.get(site)
+
+
+def site_of_code(code: str) -> str | None:
+    """The AnatomicalSite a SNOMED CT body-site code stands for (None when it is not one of ours)."""
+    return next((site for site, known in BODY_SITES.items() if known is not None and known.code == code), None)
 
 
 def diagnosis(value: str) -> Code | None:
