@@ -139,3 +139,16 @@ def test_grey_dicom_is_accepted(owner_api, demo_image):
     response = upload(owner_api, demo_image.lesion, as_file(ds))
     assert response.status_code == 201, response.content
     assert pydicom  # imported for the reader's side effects in other tests
+
+
+def test_jpeg_baseline_dicom_is_decoded(owner_api, demo_image):
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ds = exported(demo_image)
+    buffer = io.BytesIO()
+    Image.fromarray(ds.pixel_array).save(buffer, format="JPEG", quality=95)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    response = upload(owner_api, demo_image.lesion, as_file(ds))
+    assert response.status_code == 201, response.content
