@@ -137,3 +137,32 @@ def test_capability_statement(client):
     assert statement.fhirVersion == "4.0.1"
     kinds = {r.type for r in statement.rest[0].resource}
     assert kinds == {"Patient", "BodyStructure", "Media", "Observation", "DiagnosticReport", "Device"}
+
+
+def test_reads_and_searches_are_audited(owner_api, outsider_api, demo_image):
+    from core.models import AuditEvent
+
+    patient = demo_image.lesion.patient
+    get(owner_api, f"{FHIR}/Patient/{patient.pk}/$everything")
+    read = AuditEvent.objects.filter(model="cases.patient", object_id=str(patient.pk)).latest("pk")
+    assert (read.action, read.channel) == (AuditEvent.Action.READ, AuditEvent.Channel.API)
+    get(owner_api, f"{FHIR}/Media?patient={patient.pk}")
+    listed = AuditEvent.objects.filter(model="cases.lesionimage").latest("pk")
+    assert listed.object_ids == [str(demo_image.pk)]
+    get(outsider_api, f"{FHIR}/DiagnosticReport/{demo_image.pk}", status=404)
+    refused = AuditEvent.objects.filter(model="cases.lesionimage", object_id=str(demo_image.pk)).latest("pk")
+    assert refused.action == AuditEvent.Action.REFUSED
+
+
+def test_seed_demo_has_a_final_report(db):
+    from django.core.management import call_command
+
+    from cases.models import Patient
+    from tests.api.conftest import token_client
+
+    call_command("seed_demo")
+    ada = Patient.objects.get(medical_record_number="MRN-0001")
+    client = token_client(ada.clinic.members.get(username="dr.chen"))
+    bundle = get(client, f"{FHIR}/DiagnosticReport?patient={ada.pk}&status=final")
+    assert bundle["total"] == 1
+    assert bundle["entry"][0]["resource"]["conclusionCode"][0]["coding"][0]["code"] == "400096001"
