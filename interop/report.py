@@ -38,14 +38,30 @@ FIGURES = [
 MAX_SIDE = 1000
 
 
+def _weasyprint():
+    """Import WeasyPrint, undoing what its import does to Pillow.
+
+    ``weasyprint.images`` sets Pillow's process-wide
+    ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` when imported; left so, every
+    later upload in this process would accept truncated JPEG and PNG files
+    (core.images relies on Pillow refusing them). The report only embeds
+    images this module encoded itself, so Pillow's default is put back.
+    """
+    import weasyprint
+    import weasyprint.images  # the module that flips the setting, imported before it is undone
+    import weasyprint.urls
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    return weasyprint
+
+
 def url_fetcher():
     """WeasyPrint's URL fetcher for reports: ``data:`` URIs only, never the network or the file system.
 
     Any other URL stops the rendering (an error, not a report with a hole in it).
     """
-    from weasyprint.urls import URLFetcher
-
-    return URLFetcher(allowed_protocols={"data"}, fail_on_errors=True, allow_redirects=False)
+    return _weasyprint().urls.URLFetcher(allowed_protocols={"data"}, fail_on_errors=True, allow_redirects=False)
 
 
 def _data_uri(data: bytes, media_type: str) -> str:
@@ -128,11 +144,10 @@ def report_context(case: Case, *, user):
 
 
 def render_report_pdf(case: Case, *, user) -> bytes:
-    from weasyprint import CSS, HTML  # heavy: imported only when a report is made
-
+    weasyprint = _weasyprint()  # heavy: imported only when a report is made
     html = render_to_string("interop/report.html", report_context(case, user=user))
-    document = HTML(string=html, url_fetcher=url_fetcher())
-    return document.write_pdf(stylesheets=[CSS(filename=str(STYLESHEET))])
+    document = weasyprint.HTML(string=html, url_fetcher=url_fetcher())
+    return document.write_pdf(stylesheets=[weasyprint.CSS(filename=str(STYLESHEET))])
 
 
 def report_filename(case: Case) -> str:

@@ -79,9 +79,8 @@ def test_portal_button_and_download(client, owner, demo_image):
 
 
 def test_rendering_fetches_no_url():
-    from weasyprint import HTML
-    from weasyprint.urls import FatalURLFetchingError
-
+    weasyprint = report._weasyprint()  # never a bare import: it changes Pillow's settings
+    HTML, FatalURLFetchingError = weasyprint.HTML, weasyprint.urls.FatalURLFetchingError
     for url in ("http://127.0.0.1:9/x.png", "file:///etc/hostname"):
         with pytest.raises(FatalURLFetchingError):
             HTML(string=f'<img src="{url}">', url_fetcher=report.url_fetcher()).write_pdf()
@@ -94,3 +93,16 @@ def test_uncertain_and_out_of_distribution_warnings(owner_api, demo_image):
     flat = " ".join(text.split())
     assert "the model cannot tell" in flat
     assert "Unlike the images this model was trained on" in flat
+
+
+def test_rendering_leaves_pillow_refusing_truncated_images(owner_api, demo_image, jpeg_bytes):
+    """WeasyPrint's import turns on Pillow's LOAD_TRUNCATED_IMAGES for the whole process; the report turns it off."""
+    from django.core.exceptions import ValidationError
+    from PIL import ImageFile
+
+    from core.images import check_upload
+
+    assert owner_api.get(f"/api/v1/images/{demo_image.pk}/report.pdf").status_code == 200
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    with pytest.raises(ValidationError):
+        check_upload(io.BytesIO(jpeg_bytes[: len(jpeg_bytes) // 2]))
