@@ -167,3 +167,9 @@ def test_seed_demo_has_a_final_report(db):
     bundle = get(client, f"{FHIR}/DiagnosticReport?patient={ada.pk}&status=final")
     assert bundle["total"] == 1
     assert bundle["entry"][0]["resource"]["conclusionCode"][0]["coding"][0]["code"] == "400096001"
+
+
+def test_fhir_stays_out_of_the_openapi_schema_and_the_files_are_in(client):
+    schema = client.get("/api/schema/").content.decode()
+    assert "/api/v1/fhir" not in schema
+    assert "/api/v1/images/{image_id}/report.pdf" in schema and "/api/v1/images/{image_id}/dicom" in schema
