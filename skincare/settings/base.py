@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "inference",
     "api",
     "portal",
+    "interop",
 ]
 
 MIDDLEWARE = [
