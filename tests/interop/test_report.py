@@ -5,6 +5,7 @@ import io
 import pytest
 from pypdf import PdfReader
 
+from core.files import NO_STORE
 from interop import report
 
 from .conftest import sign_review
@@ -24,7 +25,7 @@ def test_api_report_holds_patient_model_and_review(owner_api, owner, demo_image)
     response = owner_api.get(f"/api/v1/images/{demo_image.pk}/report.pdf", HTTP_ACCEPT="application/pdf")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/pdf"
-    assert response["Cache-Control"] == "private, no-store"
+    assert response["Cache-Control"] == NO_STORE
     data = b"".join(response.streaming_content)
     reader, text = pdf_text(data)
     flat = " ".join(text.split())

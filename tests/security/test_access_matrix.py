@@ -92,6 +92,22 @@ RULES = {
     "api:schema": PUBLIC,  # no clinical data
     "api:docs": PUBLIC,
     "api:redoc": PUBLIC,
+    # Interoperability (interop/): FHIR, PDF reports, DICOM.
+    "interop_api:fhir-metadata": Rule(dict.fromkeys(ACTORS, 200), api=True),  # FHIR's public CapabilityStatement
+    "interop_api:fhir-patient": API_RECORD,
+    "interop_api:fhir-bodystructure": API_RECORD,
+    "interop_api:fhir-media": API_RECORD,
+    "interop_api:fhir-diagnosticreport": API_RECORD,
+    "interop_api:fhir-observation": API_RECORD,
+    "interop_api:fhir-device": API_RECORD,  # a model version, seen through a visible prediction
+    "interop_api:fhir-everything": API_RECORD,
+    "interop_api:fhir-search": API_OWN,  # each user's own clinics' rows
+    "interop_api:fhir-unknown": Rule(_api(404, 404), api=True),
+    "interop_api:fhir-base": Rule(_api(404, 404), api=True),
+    "interop_api:image-report": API_RECORD,
+    "interop_api:image-dicom": API_RECORD,
+    "interop_portal:image-report": PORTAL_RECORD,
+    "interop_portal:image-dicom": PORTAL_RECORD,
     # Admin: staff only, custom views included.
     "admin:login": PUBLIC,
     "admin:index": STAFF_ONLY,
@@ -161,7 +177,15 @@ def world(owner, colleague, outsider, patient, lesion):
         preprocessing="square-resize-v1",
         threshold=0.5,
     )
-    prediction = Prediction.objects.create(image=image, model_version=version)
+    # Finished, so that the model's FHIR Observation exists too.
+    prediction = Prediction.objects.create(
+        image=image,
+        model_version=version,
+        status="succeeded",
+        label="benign",
+        probability_malignant=0.1,
+        confidence=0.8,
+    )
     prediction.heatmap.save("heatmap.png", ContentFile(plain_png()))
     token_row, _ = issue_token(user=owner, name="owner phone")
     values = {
@@ -176,6 +200,9 @@ def world(owner, colleague, outsider, patient, lesion):
         "plot": "calibration",
         "app_label": "cases",
         "url": "no-such-admin-page/",
+        "device_id": version.pk,
+        "resource_type": "Patient",
+        "rest": "NoSuchType/1",
     }
     secrets = [str(patient.pk), patient.medical_record_number, str(token_row.pk)]
     return {"values": values, "users": {OWNER: owner, COLLEAGUE: colleague, OUTSIDER: outsider}, "secrets": secrets}
