@@ -64,10 +64,11 @@ def _what_was_read(request, response):
     listed = getattr(request, "audit_listed", None)
     if listed is not None and not refused:
         label, ids = listed
-        # A list of clinics or tokens is no patient data; an empty page shows none.
+        # A list of clinics or tokens is no patient data; an empty page shows
+        # none, but one asked for under a record (an image's reviews) is a
+        # read of that record (below).
         if ids and label in _audited_labels():
             return (label, "", ids, False)
-        return None
     if match.namespace == "admin":
         return _admin_read(match, response, refused)
     for kwarg, label in settings.SKINCARE_AUDITED_URL_KWARGS.items():

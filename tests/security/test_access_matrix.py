@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from api.tokens import issue_token
 from cases import services
+from core.models import AuditEvent
 from inference.models import ModelVersion, Prediction
 
 from .badfiles import plain_png
@@ -99,7 +100,9 @@ RULES = {
     "interop_api:fhir-media": API_RECORD,
     "interop_api:fhir-diagnosticreport": API_RECORD,
     "interop_api:fhir-observation": API_RECORD,
-    "interop_api:fhir-device": API_RECORD,  # a model version, seen through a visible prediction
+    "interop_api:fhir-device": Rule(
+        _api(200, 404), api=True
+    ),  # a model version (no patient data) seen via a prediction
     "interop_api:fhir-everything": API_RECORD,
     "interop_api:fhir-search": API_OWN,  # each user's own clinics' rows
     "interop_api:fhir-unknown": Rule(_api(404, 404), api=True),
@@ -250,8 +253,15 @@ def test_access(route, key, world):
     url = concrete(route, world["values"])
     for actor in ACTORS:
         client = client_for(actor, world, rule.api)
+        reads_before = AuditEvent.objects.filter(action__in=["read", "refused"]).count()
         response = getattr(client, rule.method)(url, rule.data)
         expected = rule.statuses[actor]
+        if (rule is PORTAL_RECORD or rule is API_RECORD) and rule.method == "get":
+            # Every read of one patient record, successful or refused, is one audit row.
+            new = list(AuditEvent.objects.filter(action__in=["read", "refused"]).order_by("-id")[:2])
+            assert AuditEvent.objects.filter(action__in=["read", "refused"]).count() == reads_before + (
+                1 if response.status_code in (200, 401, 403, 404) else 0
+            ), f"{actor} GET {url}: audit rows {new}"
         assert response.status_code == expected, f"{actor} {rule.method.upper()} {url}: {response.status_code}"
         if response.status_code == 302 and rule is STAFF_ONLY:
             assert response["Location"].startswith("/admin/login/"), response["Location"]
