@@ -181,13 +181,32 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # Inference.
-# A prediction still pending (or running) after this many seconds is queued
-# again by the sweeper: its message was lost or its worker died.
+# ``manage.py requeue_stale_predictions`` (a manual tool, no longer scheduled)
+# queues again whatever is pending or running for longer than this.
 SKINCARE_STALE_PREDICTION_SECONDS = env.int("SKINCARE_STALE_PREDICTION_SECONDS", default=600)
+# Leases (docs/operations.md): a run holds its row for this long and renews
+# it every third of it while it works; the sweeper, every
+# SKINCARE_SWEEP_SECONDS, queues again a row whose lease expired (its worker
+# died or was killed) or whose message never reached the broker. Recovery
+# after a fault: at most lease + sweep interval (15 + 10 = 25 s by default).
+SKINCARE_PREDICTION_LEASE_SECONDS = env.int("SKINCARE_PREDICTION_LEASE_SECONDS", default=15)
+SKINCARE_SWEEP_SECONDS = env.float("SKINCARE_SWEEP_SECONDS", default=10.0)
+# A pending row whose message the broker has not accepted (sent_at null) is
+# given this long for its on-commit publish before the sweeper sends it.
+SKINCARE_UNSENT_GRACE_SECONDS = env.int("SKINCARE_UNSENT_GRACE_SECONDS", default=10)
 # Where a worker keeps verified local copies of model files from storage.
 SKINCARE_MODEL_CACHE_DIR = Path(env("SKINCARE_MODEL_CACHE_DIR", default=str(VAR_DIR / "model-cache")))
+# Time limits of one prediction run. Read by the worker when it imports
+# inference.tasks: messages are sent by name and carry no limits, so the
+# worker's own settings govern them.
 SKINCARE_INFERENCE_SOFT_TIME_LIMIT = env.int("SKINCARE_INFERENCE_SOFT_TIME_LIMIT", default=120)
 SKINCARE_INFERENCE_TIME_LIMIT = env.int("SKINCARE_INFERENCE_TIME_LIMIT", default=150)
+if not 0 < SKINCARE_INFERENCE_SOFT_TIME_LIMIT < SKINCARE_INFERENCE_TIME_LIMIT:
+    raise ImproperlyConfigured("SKINCARE_INFERENCE_SOFT_TIME_LIMIT must be below SKINCARE_INFERENCE_TIME_LIMIT")
+# The longest a prediction task waits before a retry (inference/tasks.py) and
+# the longest hard time limit of any other task (housekeeping).
+SKINCARE_RETRY_BACKOFF_MAX_SECONDS = 300
+HOUSEKEEPING_TIME_LIMIT = 660
 # The worker's runtime: "auto" runs a model's ONNX export on ONNX Runtime when
 # it has one (no TensorFlow in the pool process), TensorFlow otherwise.
 SKINCARE_INFERENCE_BACKEND = env("SKINCARE_INFERENCE_BACKEND", default="auto")
@@ -218,13 +237,39 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.1,
     }
+# Redis redelivers a message that a worker took but never acknowledged once
+# this many seconds have passed (a worker that died whole, parent and all).
+# With acks_late a message stays unacknowledged for as long as its task
+# runs, and a retry's message (countdown) is held unacknowledged until it is
+# due: a timeout shorter than that would hand a running task to a second
+# worker. So it must exceed the longest of
+#   prediction: hard time limit + longest retry countdown = 150 + 300 = 450 s
+#   housekeeping: hard time limit                          = 660 s
+# plus a margin: 660 + 240 = 900 s. Leases, not this timeout, bound how long
+# a prediction waits after its worker died (about 25 s, see the sweeper);
+# the redelivered message then finds the row finished and does nothing.
+SKINCARE_BROKER_VISIBILITY_TIMEOUT = env.int("SKINCARE_BROKER_VISIBILITY_TIMEOUT", default=900)
+if SKINCARE_BROKER_VISIBILITY_TIMEOUT <= max(
+    SKINCARE_INFERENCE_TIME_LIMIT + SKINCARE_RETRY_BACKOFF_MAX_SECONDS, HOUSEKEEPING_TIME_LIMIT
+):
+    raise ImproperlyConfigured(
+        "SKINCARE_BROKER_VISIBILITY_TIMEOUT must exceed the longest time a task holds its message "
+        "(time limit + retry countdown): see skincare/settings/base.py"
+    )
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SKINCARE_BROKER_VISIBILITY_TIMEOUT}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # results live in Prediction rows, not a backend
 # A task is acknowledged only after it finished, and re-delivered if its
-# worker process died mid-way; one message at a time so a long inference
-# never holds a second image hostage behind it.
+# worker process died mid-way (reject_on_worker_lost) or was killed at the
+# hard time limit (acks_on_failure_or_timeout False: the message goes back
+# to the queue rather than being acknowledged); one message at a time so a
+# long inference never holds a second image hostage behind it. A task that
+# raised is not re-delivered (its message is rejected): the prediction task
+# retries itself, and the lease brings back whatever is left running.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Inference gets its own queue so that short housekeeping tasks never wait
@@ -232,12 +277,21 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"inference.tasks.run_prediction_task": {"queue": "inference"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
-    "requeue-stale-predictions": {
-        "task": "inference.tasks.requeue_stale_predictions_task",
-        "schedule": 300.0,
+    # Cheap (two indexed queries on tiny partial indexes, one Redis GET);
+    # a run that expires before a worker takes it is dropped, so sweeps
+    # never pile up behind a busy queue.
+    "sweep-predictions": {
+        "task": "inference.tasks.sweep_predictions_task",
+        "schedule": SKINCARE_SWEEP_SECONDS,
+        # "expires" for Celery's own scheduler, "expire_seconds" for django-celery-beat's.
+        "options": {"expires": SKINCARE_SWEEP_SECONDS, "expire_seconds": SKINCARE_SWEEP_SECONDS},
     },
     "delete-orphan-image-files": {
         "task": "cases.tasks.delete_orphan_image_files_task",
+        "schedule": 3600.0,
+    },
+    "delete-orphan-heatmap-files": {
+        "task": "inference.tasks.delete_orphan_heatmap_files_task",
         "schedule": 3600.0,
     },
     "delete-expired-idempotency-records": {

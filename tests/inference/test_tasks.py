@@ -38,7 +38,7 @@ def test_transient_errors_are_retried_then_the_prediction_fails_readably(
     prediction = Prediction.objects.get(image=image)
     calls = []
 
-    def flaky(prediction_id):
+    def flaky(prediction_id, lease_token=None):
         calls.append(prediction_id)
         raise services.TransientError("storage unavailable")
 
