@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from cases.models import AnatomicalSite, LesionImage, Patient, Review
+from core import submissions
 from core.images import check_upload
 from inference.models import Prediction
 
@@ -114,6 +115,8 @@ class UploadForm(BootstrapMixin, forms.Form):
         label="Images (JPEG or PNG)",
         widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png"}),
     )
+    # One-time token (core.submissions): a retried POST of this form stores nothing twice.
+    form_token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
 
     NEW = "new"
 
@@ -128,6 +131,7 @@ class UploadForm(BootstrapMixin, forms.Form):
             ],
         ]
         self.fields["captured_on"].initial = timezone.localdate()
+        self.fields["form_token"].initial = submissions.new_token()
         if not self.is_bound and self.lesions:
             self.fields["lesion"].initial = next(reversed(self.lesions))
         self.style_widgets()

@@ -294,6 +294,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "inference.tasks.delete_orphan_heatmap_files_task",
         "schedule": 3600.0,
     },
+    "delete-old-form-submissions": {
+        "task": "core.tasks.delete_old_form_submissions_task",
+        "schedule": 86400.0,
+    },
     "delete-expired-idempotency-records": {
         "task": "api.tasks.delete_expired_idempotency_records_task",
         "schedule": 86400.0,
