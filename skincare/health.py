@@ -7,6 +7,8 @@ model is active. 200 with every check ``ok``, else 503; each check says how
 long it took and, if it failed, the exception's type (never its message,
 which may hold a URL with credentials).
 
+``/metrics`` (Prometheus, skincare/metrics.py) is routed here too.
+
 Served by a middleware placed first, before host validation, sessions and
 authentication: a probe comes with the pod's address as its Host, carries no
 cookie, and must not write a session row.
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
+METRICS_PATH = "/metrics"  # skincare/metrics.py
 BROKER_TIMEOUT_SECONDS = 2
 
 
@@ -89,6 +92,10 @@ class HealthCheckMiddleware:
     def __call__(self, request):
         if request.path == LIVENESS_PATH:
             return _json({"status": "ok"}, 200)
+        if request.path == METRICS_PATH:
+            from .metrics import metrics_response
+
+            return metrics_response(request)
         if request.path == READINESS_PATH:
             ready, checks = readiness()
             return _json({"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503)

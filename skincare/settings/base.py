@@ -177,6 +177,9 @@ STORAGES = {
 # What cases.services.add_lesion_image calls, inside the upload's transaction,
 # for every stored image: the one explicit hook from cases to inference.
 SKINCARE_IMAGE_STORED_HOOK = "inference.services.request_prediction"
+# Prometheus metrics at /metrics (skincare/metrics.py): off unless a token is
+# set, which scrapes then send as "Authorization: Bearer <token>".
+SKINCARE_METRICS_TOKEN = env("SKINCARE_METRICS_TOKEN", default="")
 # Uploads: anything larger than this is refused before it is decoded.
 SKINCARE_MAX_UPLOAD_BYTES = env.int("SKINCARE_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
