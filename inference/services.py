@@ -149,8 +149,8 @@ def _compute(prediction, token) -> Prediction:
     result = predictor.predict_arrays([array], preprocess_ms)[0]
     heatmap_name, heatmap_ms = _store_heatmap(prediction, predictor, array)
 
-    previous_heatmap = Prediction.objects.filter(pk=prediction.pk).values_list("heatmap", flat=True).first()
     try:
+        previous_heatmap = Prediction.objects.filter(pk=prediction.pk).values_list("heatmap", flat=True).first()
         # One UPDATE stores the result and switches the row to this run's
         # heatmap file, and only while this run holds the lease.
         updated = (
@@ -174,7 +174,7 @@ def _compute(prediction, token) -> Prediction:
             )
         )
     except BaseException:
-        _delete_quietly(heatmap_name)
+        _delete_quietly(heatmap_name)  # the row does not name it: never leave it behind
         raise
     prediction.refresh_from_db()
     if updated:
