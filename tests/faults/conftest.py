@@ -8,6 +8,7 @@ production arithmetic is the same with bigger numbers (docs/operations.md).
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,6 +152,8 @@ class Stack:
 def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     from django.db import connection
 
+    if shutil.which("redis-server") is None:
+        pytest.skip("the fault tests start their own redis-server: install it (apt-get install redis-server)")
     root = tmp_path_factory.mktemp("faults")
     media, faults, logs = root / "media", root / "faults", root / "logs"
     for folder in (media, faults, logs):
