@@ -11,6 +11,7 @@ waiting behind a backlog (inference/sweeper.py).
 """
 
 import logging
+import time
 from functools import partial
 
 from celery import current_app
@@ -41,10 +42,22 @@ def send_prediction_on_commit(prediction_id) -> None:
     transaction.on_commit(partial(_send, str(prediction_id)), robust=True)
 
 
-def _send(prediction_id: str) -> bool:
+# After a failed publish, this process leaves the broker alone for this long:
+# an upload of many images while the broker hangs costs one timeout, not one
+# per image. The rows stay unsent; the sweeper sends them.
+BROKER_BACKOFF_SECONDS = 10.0
+_broker_down_until = 0.0
+
+
+def _send(prediction_id: str, *, backoff: bool = True) -> bool:
+    global _broker_down_until
+    if backoff and time.monotonic() < _broker_down_until:
+        logger.warning("Broker down a moment ago: prediction %s stays pending; the sweeper sends it", prediction_id)
+        return False
     try:
         current_app.send_task(RUN_PREDICTION_TASK, args=[prediction_id])
     except Exception as exc:  # kombu's OperationalError, a timeout, a refused connection
+        _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
         logger.warning("Broker unreachable (%s): prediction %s stays pending; the sweeper sends it", exc, prediction_id)
         return False
     try:
@@ -57,8 +70,12 @@ def _send(prediction_id: str) -> bool:
 
 
 def send_now(prediction_id) -> bool:
-    """Publish at once (no transaction to wait for); True when the broker accepted it."""
-    return _send(str(prediction_id))
+    """Publish at once (no transaction to wait for), whatever an earlier failure; True when the broker accepted it.
+
+    The sweeper's way: it runs only when the broker delivered it, so it
+    tries the broker even if this process saw it down a moment ago.
+    """
+    return _send(str(prediction_id), backoff=False)
 
 
 def redis_broker():

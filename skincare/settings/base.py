@@ -261,8 +261,23 @@ if SKINCARE_BROKER_VISIBILITY_TIMEOUT <= max(
         "SKINCARE_BROKER_VISIBILITY_TIMEOUT must exceed the longest time a task holds its message "
         "(time limit + retry countdown): see skincare/settings/base.py"
     )
+# Socket timeouts: a broker that accepts connections but never answers (a
+# partition, an overloaded Redis) must not hang an upload. With these, a
+# publish gives up within a few seconds (and inference.queueing then skips
+# the broker for a few seconds more), the upload answers, and the sweeper
+# sends the prediction later. The socket timeout stays above the 1 s BRPOP
+# a worker waits on.
+REDIS_BROKER_SOCKET_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 3}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SKINCARE_BROKER_VISIBILITY_TIMEOUT}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": SKINCARE_BROKER_VISIBILITY_TIMEOUT,
+        **REDIS_BROKER_SOCKET_OPTIONS,
+    }
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# A worker that lost the broker lets its running predictions finish (their
+# results are stored; their messages, no longer acknowledgeable, come back
+# after the visibility timeout and find the rows finished).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # results live in Prediction rows, not a backend
 # A task is acknowledged only after it finished, and re-delivered if its

@@ -251,10 +251,13 @@ class TestBrokerUnreachable:
         from celery import current_app
         from kombu.exceptions import OperationalError
 
+        from inference import queueing
+
         def refuse(*args, **kwargs):
             raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
 
         monkeypatch.setattr(current_app, "send_task", refuse)
+        monkeypatch.setattr(queueing, "_broker_down_until", 0.0)  # restored after the test
 
     def test_the_upload_succeeds_keeps_its_file_and_its_prediction_waits(
         self, owner, lesion, jpeg_bytes, active_model, broker_down, django_capture_on_commit_callbacks

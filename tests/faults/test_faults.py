@@ -230,3 +230,30 @@ def test_a_database_outage_on_the_working_worker_leaves_the_row_recoverable(
     finally:
         proxied.stop()
         proxy.close()
+
+
+def test_a_broker_that_accepts_but_never_answers_does_not_hang_uploads(healthy, api, lesion, jpeg_bytes, active_model):
+    """A partition or an overloaded Redis: connections open, nothing comes back."""
+    import socket
+
+    stack = healthy
+    stack.redis.stop()
+    blackhole = socket.create_server(("127.0.0.1", stack.redis.port), backlog=128)  # never accepts
+    try:
+        t0 = time.monotonic()
+        response = api_upload(stack, api, lesion, jpeg_bytes, timeout=60)
+        answered = time.monotonic() - t0
+    finally:
+        blackhole.close()
+    assert response.status_code == 201, response.text
+    assert answered < 10, f"the upload waited {answered:.1f} s for the broker"
+    image = LesionImage.objects.get()
+    assert (stack.media / image.image.name).is_file()
+
+    stack.redis.start()
+    back = time.monotonic()
+    wait_until(succeeded([image]), timeout=60, what="the prediction after the broker returned", logs=stack.logs())
+    print(
+        f"\nunresponsive broker: upload answered in {answered:.1f} s; predicted {time.monotonic() - back:.1f} s later"
+    )
+    assert_one_finished_prediction_and_every_file(stack, [image])

@@ -133,14 +133,22 @@ class TestSending:
         from celery import current_app
         from kombu.exceptions import OperationalError
 
+        tries = []
+
         def down(*args, **kwargs):
+            tries.append(args)
             raise OperationalError("Error 111 connecting to redis. Connection refused.")
 
+        monkeypatch.setattr(queueing, "_broker_down_until", 0.0)  # restored after the test
         monkeypatch.setattr(current_app, "send_task", down)
-        assert not queueing.send_now(prediction.pk)
+        assert not queueing._send(str(prediction.pk))
         prediction.refresh_from_db()
         assert (prediction.status, prediction.sent_at) == ("pending", None)
         assert "stays pending" in caplog.text
+        # Uploads right after leave the broker alone (one timeout per process, not one per image)...
+        assert not queueing._send(str(prediction.pk)) and len(tries) == 1
+        # ...but the sweeper always tries.
+        assert not queueing.send_now(prediction.pk) and len(tries) == 2
 
 
 class TestSweeper:
@@ -186,6 +194,7 @@ class TestSweeper:
         from celery import current_app
 
         Prediction.objects.filter(pk=prediction.pk).update(queued_at=self.old())
+        monkeypatch.setattr(queueing, "_broker_down_until", 0.0)  # restored after the test
         monkeypatch.setattr(current_app, "send_task", lambda *a, **k: (_ for _ in ()).throw(OSError("down")))
         assert sweeper.sweep()["never_sent"] == 0
         prediction.refresh_from_db()
