@@ -296,32 +296,31 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # behind a backlog of images (and workers can be scaled per queue).
 CELERY_TASK_ROUTES = {"inference.tasks.run_prediction_task": {"queue": "inference"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+
+def _every(seconds, task):
+    """A beat entry whose message expires when the next one is due.
+
+    "expires" for Celery's own scheduler, "expire_seconds" for
+    django-celery-beat's. Expiry keeps runs from piling up behind a busy
+    queue, and bounds redelivery: with task_acks_on_failure_or_timeout off, a
+    task killed at its hard time limit goes back to the queue, and an expired
+    message is dropped instead of being run again and again.
+    """
+    return {
+        "task": task,
+        "schedule": seconds,
+        "options": {"expires": seconds, "expire_seconds": max(1, round(seconds))},
+    }
+
+
 CELERY_BEAT_SCHEDULE = {
-    # Cheap (two indexed queries on tiny partial indexes, one Redis GET);
-    # a run that expires before a worker takes it is dropped, so sweeps
-    # never pile up behind a busy queue.
-    "sweep-predictions": {
-        "task": "inference.tasks.sweep_predictions_task",
-        "schedule": SKINCARE_SWEEP_SECONDS,
-        # "expires" for Celery's own scheduler, "expire_seconds" for django-celery-beat's.
-        "options": {"expires": SKINCARE_SWEEP_SECONDS, "expire_seconds": SKINCARE_SWEEP_SECONDS},
-    },
-    "delete-orphan-image-files": {
-        "task": "cases.tasks.delete_orphan_image_files_task",
-        "schedule": 3600.0,
-    },
-    "delete-orphan-heatmap-files": {
-        "task": "inference.tasks.delete_orphan_heatmap_files_task",
-        "schedule": 3600.0,
-    },
-    "delete-old-form-submissions": {
-        "task": "core.tasks.delete_old_form_submissions_task",
-        "schedule": 86400.0,
-    },
-    "delete-expired-idempotency-records": {
-        "task": "api.tasks.delete_expired_idempotency_records_task",
-        "schedule": 86400.0,
-    },
+    # Cheap (two indexed queries on tiny partial indexes, one Redis GET).
+    "sweep-predictions": _every(SKINCARE_SWEEP_SECONDS, "inference.tasks.sweep_predictions_task"),
+    "delete-orphan-image-files": _every(3600.0, "cases.tasks.delete_orphan_image_files_task"),
+    "delete-orphan-heatmap-files": _every(3600.0, "inference.tasks.delete_orphan_heatmap_files_task"),
+    "delete-old-form-submissions": _every(86400.0, "core.tasks.delete_old_form_submissions_task"),
+    "delete-expired-idempotency-records": _every(86400.0, "api.tasks.delete_expired_idempotency_records_task"),
 }
 CELERY_TIMEZONE = TIME_ZONE
 
