@@ -7,6 +7,7 @@ before it loads the model (the middle of a task):
 - ``hang``: one run (the first to take the file) sleeps, ignoring the soft
   time limit, until the hard time limit kills its pool process;
 - ``kill-worker``: one run SIGKILLs its whole worker, parent and pool;
+- ``kill-pool``: one run SIGKILLs its pool process (the parent lives on);
 - ``slow``: every run sleeps this many seconds (the file's content).
 """
 
@@ -43,6 +44,8 @@ def get_predictor(model_version):
                 pass  # stuck in code that ignores the soft limit: only the hard one ends it
     if _take("kill-worker"):
         os.killpg(os.getpgrp(), signal.SIGKILL)
+    if _take("kill-pool"):
+        os.kill(os.getpid(), signal.SIGKILL)
     slow = FAULT_DIR / "slow"
     if slow.exists():
         time.sleep(float(slow.read_text() or 1))

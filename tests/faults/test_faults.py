@@ -121,6 +121,23 @@ def test_a_worker_killed_mid_task_is_recovered_by_the_other(healthy, api, lesion
     assert clinical(image).get().attempts == 2  # the killed start and the one that finished
 
 
+def test_a_pool_process_killed_mid_task_has_its_message_redelivered_and_the_row_recovered(
+    healthy, api, lesion, jpeg_bytes, active_model
+):
+    stack = healthy
+    stack.fault("kill-pool")
+    t0 = time.monotonic()
+    assert api_upload(stack, api, lesion, jpeg_bytes).status_code == 201
+    image = LesionImage.objects.get()
+    wait_until(succeeded([image]), timeout=30, what="recovery", logs=stack.logs())
+    print(f"\npool process SIGKILLed mid-task: predicted {time.monotonic() - t0:.1f} s after the upload")
+    logs = "".join(worker.output() for worker in stack.workers)
+    assert "WorkerLostError" in logs  # reject_on_worker_lost: the message went back to the queue
+    assert_one_finished_prediction_and_every_file(stack, [image])
+    assert clinical(image).get().attempts == 2
+    assert all(worker.alive() for worker in stack.workers)
+
+
 def test_duplicate_deliveries_to_two_workers_compute_once(healthy, api, lesion, jpeg_bytes, active_model):
     stack = healthy
     stack.fault("slow", "2")  # long enough for both workers to hold a delivery at once
