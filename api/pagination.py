@@ -1,6 +1,8 @@
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
+from core.audit import mark_listed
+
 
 class Pagination(PageNumberPagination):
     """``?page=2&page_size=100``; every list answers {count, next, previous, results}.
@@ -27,7 +29,10 @@ class Pagination(PageNumberPagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         self._positive(request, self.page_query_param)
-        return super().paginate_queryset(queryset, request, view)
+        page = super().paginate_queryset(queryset, request, view)
+        # The rows shown go on the read audit (core.middleware) when they are patient data.
+        mark_listed(request, page or [])
+        return page
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)

@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cases import permissions
-from cases.models import Clinic, Lesion, LesionImage, Patient, Review
+from cases.models import PATIENT_DEMOGRAPHICS, Clinic, Lesion, LesionImage, Patient, Review
 from inference.models import Prediction
 from inference.selectors import latest_clinical_prediction
 
@@ -70,12 +70,7 @@ class PatientSerializer(StrictMixin, serializers.ModelSerializer):
         fields = [
             "id",
             "clinic",
-            "medical_record_number",
-            "given_name",
-            "family_name",
-            "date_of_birth",
-            "sex",
-            "fitzpatrick_skin_type",
+            *PATIENT_DEMOGRAPHICS,
             "created_at",
             "updated_at",
         ]

@@ -1,23 +1,23 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from . import views
+from .views import images, records, reviews, tokens
 
 app_name = "api"
 
 v1 = [
-    path("auth/tokens", views.TokenListCreateView.as_view(), name="tokens"),
-    path("auth/tokens/<uuid:token_id>", views.TokenDetailView.as_view(), name="token-detail"),
-    path("clinics", views.ClinicListView.as_view(), name="clinics"),
-    path("patients", views.PatientListCreateView.as_view(), name="patients"),
-    path("patients/<uuid:patient_id>", views.PatientDetailView.as_view(), name="patient-detail"),
-    path("patients/<uuid:patient_id>/lesions", views.LesionListCreateView.as_view(), name="patient-lesions"),
-    path("lesions/<uuid:lesion_id>", views.LesionDetailView.as_view(), name="lesion-detail"),
-    path("lesions/<uuid:lesion_id>/images", views.ImageListCreateView.as_view(), name="lesion-images"),
-    path("images/<uuid:image_id>", views.ImageDetailView.as_view(), name="image-detail"),
-    path("images/<uuid:image_id>/file", views.ImageFileView.as_view(), name="image-file"),
-    path("images/<uuid:image_id>/reviews", views.ReviewListCreateView.as_view(), name="image-reviews"),
-    path("predictions/<uuid:prediction_id>/heatmap", views.PredictionHeatmapView.as_view(), name="prediction-heatmap"),
+    path("auth/tokens", tokens.TokenListCreateView.as_view(), name="tokens"),
+    path("auth/tokens/<uuid:token_id>", tokens.TokenDetailView.as_view(), name="token-detail"),
+    path("clinics", records.ClinicListView.as_view(), name="clinics"),
+    path("patients", records.PatientListCreateView.as_view(), name="patients"),
+    path("patients/<uuid:patient_id>", records.PatientDetailView.as_view(), name="patient-detail"),
+    path("patients/<uuid:patient_id>/lesions", records.LesionListCreateView.as_view(), name="patient-lesions"),
+    path("lesions/<uuid:lesion_id>", records.LesionDetailView.as_view(), name="lesion-detail"),
+    path("lesions/<uuid:lesion_id>/images", images.ImageListCreateView.as_view(), name="lesion-images"),
+    path("images/<uuid:image_id>", images.ImageDetailView.as_view(), name="image-detail"),
+    path("images/<uuid:image_id>/file", images.ImageFileView.as_view(), name="image-file"),
+    path("images/<uuid:image_id>/reviews", reviews.ReviewListCreateView.as_view(), name="image-reviews"),
+    path("predictions/<uuid:prediction_id>/heatmap", images.PredictionHeatmapView.as_view(), name="prediction-heatmap"),
 ]
 
 # The schema and its viewers are public (they hold no clinical data) and

@@ -1,7 +1,7 @@
 """ONNX Runtime vs TensorFlow on a model's shipped ONNX export: do they give the same answers? (not a test)
 
 The worker runs a model's ``model.onnx`` on ONNX Runtime when it has one
-(inference/runtime.py); TensorFlow stays the reference. On the 16 demo images
+(inference/runtime/onnx_backend.py); TensorFlow stays the reference. On the 16 demo images
 this compares, for the model in --model (default: models/ACTIVE), both
 backends' Predictors as the worker uses them:
 

@@ -47,6 +47,9 @@ class ClinicRecordAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
             obj = getattr(obj, name)
         return obj
 
+    def get_queryset(self, request):
+        return permissions.admin_scope(request.user, super().get_queryset(request), self.clinic_lookup or "pk")
+
     def has_add_permission(self, request):
         return permissions.can_edit_any_clinic_in_admin(request.user)
 
@@ -253,6 +256,9 @@ class ReviewAdmin(HistoryAdmin):
     list_select_related = ["image__lesion__patient__clinic", "reviewer"]
     search_fields = ["=image__id", "reviewer__username", "image__lesion__patient__medical_record_number"]
     date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        return permissions.admin_scope(request.user, super().get_queryset(request), "image__lesion__patient__clinic")
 
     @admin.display(description="Clinic", ordering="image__lesion__patient__clinic__name")
     def clinic(self, obj):

@@ -47,6 +47,18 @@ class Membership(models.Model):
         return f"{self.user} in {self.clinic} ({self.get_role_display()})"
 
 
+# What a user may set on a patient (cases.services.create_patient and
+# update_patient take these keywords); the clinic never changes.
+PATIENT_DEMOGRAPHICS = (
+    "medical_record_number",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "fitzpatrick_skin_type",
+)
+
+
 class Patient(models.Model):
     class Sex(models.TextChoices):
         FEMALE = "female", "Female"

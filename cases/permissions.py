@@ -8,6 +8,7 @@ of another clinic's patient is not disclosed.
 
 from django.core.exceptions import ValidationError
 from django.http import Http404
+from django.utils.crypto import salted_hmac
 
 from core.roles import can_view_admin  # noqa: F401  (re-exported: doors ask this module)
 
@@ -62,6 +63,34 @@ def get_lesion_or_404(user, pk):
 
 def get_image_or_404(user, pk):
     return get_or_404(images_visible_to(user).select_related("lesion__patient"), pk)
+
+
+def admin_scope(user, queryset, clinic_path, *, model_review=False):
+    """The rows of ``queryset`` that admin pages show ``user`` (least privilege).
+
+    Superusers see every clinic. ML admins reviewing models (predictions and
+    the images behind them, ``model_review``) see every clinic, with patients
+    pseudonymised (``may_identify_patients``). Everyone else sees the clinics
+    they belong to. ``clinic_path`` leads from a row to its clinic ("pk" for
+    clinics themselves).
+    """
+    if not user.is_authenticated or not user.is_active:
+        return queryset.none()
+    if user.is_superuser or (model_review and is_ml_admin(user)):
+        return queryset
+    return queryset.filter(**{f"{clinic_path}__in": visible_clinic_ids(user)})
+
+
+def may_identify_patients(user, clinic_id) -> bool:
+    """Names and MRNs: superusers and members of the patient's clinic; others get ``pseudonym``."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    return user.is_superuser or Membership.objects.filter(user=user, clinic_id=clinic_id).exists()
+
+
+def pseudonym(patient_id) -> str:
+    """A stable stand-in for a patient that reveals nothing (keyed with the secret key)."""
+    return "P-" + salted_hmac("skincare.patient-pseudonym", str(patient_id)).hexdigest()[:10].upper()
 
 
 def can_edit_clinic_records(user, clinic):

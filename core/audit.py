@@ -1,4 +1,5 @@
-"""The admin audit trail: who changed which record in the admin, when, and from what to what.
+"""The audit trail: who changed which record in the admin, when, and from what to what;
+and who read which patient data, through which door, from where.
 
 Every ModelAdmin of ``cases`` and ``inference`` mixes in ``AuditedAdminMixin``,
 which writes a ``cases.AuditEvent`` with field-level old and new values on
@@ -149,6 +150,36 @@ def log_actions(*, user, objects, description, changes=None) -> list[AuditEvent]
         for obj in objects
     ]
     return AuditEvent.objects.bulk_create(events)
+
+
+# --- Reads of patient data (written by core.middleware.ReadAuditMiddleware).
+
+
+def mark_listed(request, objects) -> None:
+    """Tell the read audit which rows a list page or API list showed (their ids go on record).
+
+    Call it with the page actually shown; ``request`` may be Django's or DRF's.
+    """
+    objects = list(objects)
+    django_request = getattr(request, "_request", request)
+    django_request.audit_listed = (
+        model_label(objects[0]) if objects else None,
+        [str(obj.pk) for obj in objects],
+    )
+
+
+def log_read(*, user, channel, address, model, object_id="", object_ids=(), refused=False) -> AuditEvent:
+    """One read (or refused read) of patient data: who, which door, from where, what."""
+    return AuditEvent.objects.create(
+        user=user if user is not None and user.is_authenticated else None,
+        action=AuditEvent.Action.REFUSED if refused else AuditEvent.Action.READ,
+        channel=channel,
+        client_address=address,
+        model=model or "",
+        object_id=str(object_id)[:64],
+        object_ids=list(object_ids),
+        object_repr="",
+    )
 
 
 def events_for(obj):

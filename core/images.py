@@ -32,6 +32,10 @@ FORMATS = {
 }
 
 
+# For a file input's ``accept`` attribute: the same list, as media types.
+ACCEPT = ",".join(kind.media_type for kind in FORMATS.values())
+
+
 def media_type_of(image_format: str) -> str:
     known = FORMATS.get(image_format)
     return known.media_type if known else "application/octet-stream"

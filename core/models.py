@@ -9,8 +9,18 @@ from django.db import models
 from django.utils import timezone
 
 
+class AuditEventQuerySet(models.QuerySet):
+    """Append-only: the app may add events and read them, never change or delete them."""
+
+    def update(self, **kwargs):
+        raise PermissionError("Audit events are never changed.")
+
+    def delete(self):
+        raise PermissionError("Audit events are never deleted.")
+
+
 class AuditEvent(models.Model):
-    """One change made in the admin: who, when, to which record, and what changed.
+    """One change made in the admin, or one read of patient data: who, when, which record, how.
 
     Append-only and field-level (old and new values), unlike Django's own
     LogEntry, which names changed fields but not their values. Written by
@@ -22,6 +32,14 @@ class AuditEvent(models.Model):
         CHANGED = "changed", "Changed"
         DELETED = "deleted", "Deleted"
         ACTION = "action", "Admin action"
+        READ = "read", "Read"
+        REFUSED = "refused", "Refused read"
+
+    class Channel(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        PORTAL = "portal", "Portal"
+        API = "api", "API"
+        OTHER = "other", "Other"
 
     id = models.BigAutoField(primary_key=True)
     at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
@@ -35,6 +53,12 @@ class AuditEvent(models.Model):
     # {"field": [old, new], ...} for changes; a description for actions.
     changes = models.JSONField(default=dict, blank=True)
     description = models.CharField(max_length=300, blank=True)
+    # Reads: which door, from which address, and for a list every id shown.
+    channel = models.CharField(max_length=10, choices=Channel.choices, blank=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    object_ids = models.JSONField(default=list, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         db_table = "cases_auditevent"
@@ -42,6 +66,14 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_action_display()} {self.model} {self.object_repr} by {self.user} at {self.at:%Y-%m-%d %H:%M}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("Audit events are never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit events are never deleted.")
 
 
 class FormSubmission(models.Model):

@@ -24,9 +24,10 @@ def _configure_runtime():
 
 def predict(args) -> int:
     _configure_runtime()
+    from training.files import sha256_of
     from training.preprocessing import ImageError
 
-    from .runtime import ModelFileError, Predictor, heatmap_png, sha256_of, shipped_model_dir
+    from .runtime import ModelFileError, Predictor, heatmap_png, shipped_model_dir
 
     model_dir = Path(args.model) if args.model else shipped_model_dir()
     if model_dir.is_file():

@@ -12,7 +12,6 @@ waiting behind a backlog (inference/sweeper.py).
 
 import logging
 import time
-from functools import partial
 
 from celery import current_app
 from django.db import DatabaseError, transaction
@@ -39,7 +38,14 @@ def send_prediction_on_commit(prediction_id) -> None:
     broker is back. ``robust`` keeps any other failure from reaching the
     caller or the transaction's other on-commit hooks.
     """
-    transaction.on_commit(partial(_send, str(prediction_id)), robust=True)
+    prediction_id = str(prediction_id)
+
+    # A named function, not functools.partial: a robust hook's failure is
+    # logged under the function's __qualname__, which a partial lacks.
+    def send_prediction():
+        _send(prediction_id)
+
+    transaction.on_commit(send_prediction, robust=True)
 
 
 # After a failed publish, this process leaves the broker alone for this long:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from .runtime import ModelFileError, Predictor, sha256_of
+from training.files import sha256_of
+
+from .runtime import ModelFileError, Predictor
 
 logger = logging.getLogger(__name__)
 

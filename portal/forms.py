@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from cases.models import AnatomicalSite, LesionImage, Patient, Review
 from core import submissions
-from core.images import check_upload
+from core.images import ACCEPT, check_upload
 from inference.models import Prediction
 
 
@@ -113,7 +113,7 @@ class UploadForm(BootstrapMixin, forms.Form):
     captured_on = forms.DateField(label="Capture date", widget=DateInput())
     images = MultipleImageField(
         label="Images (JPEG or PNG)",
-        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png"}),
+        widget=MultipleFileInput(attrs={"accept": ACCEPT}),
     )
     # One-time token (core.submissions): a retried POST of this form stores nothing twice.
     form_token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)

@@ -20,8 +20,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cases import permissions, selectors, services
-from cases.models import AnatomicalSite
+from cases.models import PATIENT_DEMOGRAPHICS, AnatomicalSite
 from core import submissions
+from core.audit import mark_listed
 from core.files import private_file_response, private_image_response
 from inference import selectors as prediction_selectors
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
@@ -64,6 +65,7 @@ def home(request):
     page = Paginator(prediction_selectors.worklist_for(request.user, **filters), WORKLIST_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    mark_listed(request, page.object_list)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -88,6 +90,7 @@ def patient_list(request):
     page = Paginator(selectors.patients_for(request.user, query=query), PATIENTS_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    mark_listed(request, page.object_list)
     return render(request, "portal/patient_list.html", {"page": page, "q": query})
 
 
@@ -113,17 +116,7 @@ def patient_create(request):
 @require_http_methods(["GET", "POST"])
 def patient_edit(request, patient_id):
     patient = permissions.get_patient_or_404(request.user, patient_id)
-    initial = {
-        field: getattr(patient, field)
-        for field in (
-            "medical_record_number",
-            "given_name",
-            "family_name",
-            "date_of_birth",
-            "sex",
-            "fitzpatrick_skin_type",
-        )
-    }
+    initial = {field: getattr(patient, field) for field in PATIENT_DEMOGRAPHICS}
     form = PatientForm(request.POST or None, clinics=[patient.clinic], patient=patient, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:

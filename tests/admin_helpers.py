@@ -30,8 +30,12 @@ def clinic_admin(clinic, username="clinic-admin"):
     return user
 
 
-def plain_staff():
-    return UserFactory(username="plain-staff", is_staff=True)
+def plain_staff(clinic=None):
+    """Staff with no admin role; a clinician of ``clinic`` when given (least privilege: they see only it)."""
+    user = UserFactory(username="plain-staff", is_staff=True)
+    if clinic is not None:
+        MembershipFactory(user=user, clinic=clinic, role=Membership.Role.CLINICIAN)
+    return user
 
 
 ROLES = ["superuser", "ml_admin", "clinic_admin", "plain_staff"]

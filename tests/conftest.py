@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.files import File
+from django.test import override_settings
 from PIL import Image
 
 from inference.models import ModelVersion
-from inference.runtime import read_metadata, sha256_of, shipped_model_dir
+from inference.registry import register_model_version, start_shadow
+from inference.registry.load_check import assume_model_loads
+from inference.runtime import shipped_model_dir
 
 from . import admin_helpers
 from .factories import ClinicFactory, LesionFactory, MembershipFactory, PatientFactory, UserFactory
@@ -81,9 +83,9 @@ def clinic_admin(clinic):
 
 
 @pytest.fixture
-def plain_staff(db):
-    """Staff with no role: may look at the admin, not change anything."""
-    return admin_helpers.plain_staff()
+def plain_staff(clinic):
+    """Staff with no admin role, a clinician of the owner's clinic: may look at its records, not change them."""
+    return admin_helpers.plain_staff(clinic)
 
 
 @pytest.fixture
@@ -120,37 +122,29 @@ def model_dir():
     return path
 
 
-def register_for_test(model_dir, *, is_active=True) -> ModelVersion:
-    """Register a model folder as a ModelVersion without loading it (fast)."""
-    metadata = read_metadata(model_dir)
-    model_file = model_dir / metadata.get("file", "model.keras")
-    version = ModelVersion(
-        name=metadata["name"],
-        version=str(metadata["version"]),
-        sha256=sha256_of(model_file),
-        input_size=metadata["input_size"],
-        preprocessing=metadata["preprocessing"],
-        threshold=metadata["threshold"],
-        metrics=metadata.get("metrics", {}),
-        metadata=metadata,
-        is_active=is_active,
-    )
-    with model_file.open("rb") as fh:
-        version.file.save("model.keras", File(fh), save=False)
-    if metadata.get("onnx_file"):
-        # As the registry does: the worker then runs the model on ONNX Runtime.
-        onnx_file = model_dir / metadata["onnx_file"]
-        version.onnx_sha256 = sha256_of(onnx_file)
-        with onnx_file.open("rb") as fh:
-            version.onnx_file.save("model.onnx", File(fh), save=False)
-    version.save()
+def register_model(model_dir, *, activate=True) -> ModelVersion:
+    """``model_dir`` registered by the real registry (``register_model_version``), without its load check.
+
+    The child-process load check costs seconds per model; it is skipped
+    through the seam the registry offers for this (the SKINCARE_MODEL_LOAD_CHECK
+    setting, see inference/registry/load_check.py) and tested on its own in
+    tests/inference/registry/. The models registered here are loaded for real
+    wherever a test predicts with them.
+    """
+    with override_settings(SKINCARE_MODEL_LOAD_CHECK=assume_model_loads):
+        version, _ = register_model_version(model_dir=model_dir, activate=activate)
     return version
+
+
+def register_shadow_model(model_dir) -> ModelVersion:
+    """``model_dir`` registered (as ``register_model``) and put in shadow mode by the registry."""
+    return start_shadow(register_model(model_dir, activate=False), user=None)
 
 
 @pytest.fixture
 def active_model(db, model_dir):
-    """The shipped model as the active ModelVersion (registered without re-loading it)."""
-    return register_for_test(model_dir)
+    """The shipped model as the active ModelVersion."""
+    return register_model(model_dir)
 
 
 SYNTHETIC_SIZE = 32
@@ -218,7 +212,7 @@ def synthetic_model_dir(tmp_path_factory):
 @pytest.fixture
 def synthetic_model(db, synthetic_model_dir):
     """The synthetic two-output model as the active ModelVersion."""
-    return register_for_test(synthetic_model_dir)
+    return register_model(synthetic_model_dir)
 
 
 BASELINE_DIR = Path(settings.BASE_DIR) / "models" / "baseline-cnn-v1"
@@ -227,7 +221,7 @@ BASELINE_DIR = Path(settings.BASE_DIR) / "models" / "baseline-cnn-v1"
 @pytest.fixture
 def baseline_model(db):
     """The first shipped model (one output, no OOD detector) as the active ModelVersion."""
-    return register_for_test(BASELINE_DIR)
+    return register_model(BASELINE_DIR)
 
 
 @pytest.fixture

@@ -35,20 +35,24 @@ as raw RGB uint8 pixels (0..255, *not* normalised; ``pixels``); ``logits`` and
 ``(pixels/255 - mean)/std`` (``normalised_input`` below).
 
 The torch reference network is ``torchvision.models.mobilenet_v2`` when
-torchvision imports, otherwise :func:`_builtin_torch_mobilenet_v2`, a
+torchvision imports, otherwise ``_builtin_torch_mobilenet_v2``, a
 module-for-module copy of torchvision's definition (same submodule names, so
 the state_dict loads with ``strict=True``). Which one ran is printed and stored.
+The torch side (loading the ``.pth``, the reference network, its outputs) is
+``training.torch_mobilenet``; this module keeps the NumPy helpers, the
+state_dict -> Keras mapping, the checks and the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from training.files import sha256_of
+from training.torch_mobilenet import dump_torchvision_classes, read_pth, torch_outputs, torch_reference
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -58,14 +62,6 @@ IMAGE_SIZE = 224
 
 
 # ---------------------------------------------------------------- numpy helpers
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def random_pixels(seed: int = DEFAULT_SEED, batch: int = 4, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -210,112 +206,11 @@ def keras_end_to_end_logits(model, pixels: np.ndarray) -> np.ndarray:
     return np.asarray(wrapped.predict(pixels.astype(np.float32), batch_size=4, verbose=0), np.float32)
 
 
-# ----------------------------------------------------------------- torch side
-
-
-def read_pth(path) -> dict[str, np.ndarray]:
-    """The .pth state_dict as float32/int64 numpy arrays (needs torch)."""
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise TypeError(f"{path} holds a {type(state).__name__}, expected a state_dict")
-    return {k: v.detach().cpu().numpy() for k, v in state.items()}
-
-
-def _builtin_torch_mobilenet_v2():
-    """torchvision 0.2x ``mobilenet_v2()`` (width 1.0) re-declared with the same module tree.
-
-    Written independently of :mod:`training.backbone` (and without Keras) so
-    that it is a second reading of torchvision's definition, not of the port.
-    """
-    from torch import nn
-
-    # t (expansion), c (channels), n (repeats), s (first stride), as in torchvision
-    setting = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2]]
-    setting += [[6, 320, 1, 1]]
-
-    def conv_bn_act(cin, cout, kernel=3, stride=1, groups=1):
-        # torchvision Conv2dNormActivation: padding=(kernel-1)//2, bias off, BN eps 1e-5, ReLU6
-        return nn.Sequential(
-            nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU6(inplace=True),
-        )
-
-    class InvertedResidual(nn.Module):
-        def __init__(self, inp, oup, stride, expand_ratio):
-            super().__init__()
-            hidden = int(round(inp * expand_ratio))
-            self.use_res_connect = stride == 1 and inp == oup
-            layers = []
-            if expand_ratio != 1:
-                layers.append(conv_bn_act(inp, hidden, kernel=1))
-            layers += [
-                conv_bn_act(hidden, hidden, stride=stride, groups=hidden),
-                nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
-                nn.BatchNorm2d(oup),
-            ]
-            self.conv = nn.Sequential(*layers)
-
-        def forward(self, x):
-            return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-    class MobileNetV2(nn.Module):
-        def __init__(self):
-            super().__init__()
-            inp = 32
-            features = [conv_bn_act(3, inp, stride=2)]
-            for t, c, n, s in setting:
-                for i in range(n):
-                    features.append(InvertedResidual(inp, c, s if i == 0 else 1, t))
-                    inp = c
-            features.append(conv_bn_act(inp, 1280, kernel=1))
-            self.features = nn.Sequential(*features)
-            self.classifier = nn.Sequential(nn.Dropout(p=0.2), nn.Linear(1280, 1000))
-
-        def forward(self, x):
-            x = nn.functional.adaptive_avg_pool2d(self.features(x), (1, 1)).flatten(1)
-            return self.classifier(x)
-
-    return MobileNetV2()
-
-
-def torch_reference(pth, implementation: str = "auto"):
-    """``(model in eval mode, implementation name)`` with the .pth loaded strictly."""
-    import torch
-
-    model = None
-    name = "builtin"
-    if implementation in ("auto", "torchvision"):
-        try:
-            import torchvision
-
-            model = torchvision.models.mobilenet_v2(weights=None)
-            name = f"torchvision {torchvision.__version__}"
-        except Exception as exc:  # torchvision missing, or its C extension does not load
-            if implementation == "torchvision":
-                raise
-            print(f"torchvision unavailable ({type(exc).__name__}: {exc}); using the builtin torch copy")
-    if model is None:
-        model = _builtin_torch_mobilenet_v2()
-    state = torch.load(pth, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
-    return model.eval(), name
-
-
-def torch_outputs(model, x_nhwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, pooled features) of the torch model in eval mode on normalised NHWC input."""
-    import torch
-
-    with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))
-        feats = torch.nn.functional.adaptive_avg_pool2d(model.features(x), (1, 1)).flatten(1)
-        logits = model.classifier(feats)
-    return logits.numpy().astype(np.float32), feats.numpy().astype(np.float32)
+# ------------------------------------------------------------ torch reference
 
 
 def dump_reference(pth, out, seed: int, batch: int, implementation: str = "auto") -> None:
+    """torch's logits and pooled features on ``batch`` seeded images, as an npz (needs torch)."""
     import torch
 
     model, impl = torch_reference(pth, implementation)
@@ -370,25 +265,6 @@ def load_class_names(path) -> list[str] | None:
     if len(names) != 1000:
         raise ValueError(f"{path}: expected 1000 class names, found {len(names)}")
     return names
-
-
-def dump_torchvision_classes(out) -> None:
-    """Write torchvision's ImageNet-1k category names (index order), one per line.
-
-    Reads ``torchvision/models/_meta.py`` directly from the installed torchvision
-    wheel without importing the package (whose C extension may not load).
-    """
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("torchvision is not installed in this environment")
-    meta_path = Path(next(iter(spec.submodule_search_locations))) / "models" / "_meta.py"
-    meta_spec = importlib.util.spec_from_file_location("_torchvision_meta", meta_path)
-    meta = importlib.util.module_from_spec(meta_spec)
-    meta_spec.loader.exec_module(meta)
-    names = list(meta._IMAGENET_CATEGORIES)
-    assert len(names) == 1000, len(names)
-    Path(out).write_text("\n".join(names) + "\n", encoding="utf-8")
-    print(f"wrote {out}: {len(names)} names from {meta_path}")
 
 
 def classify(model, images, class_names, torch_model=None) -> None:

@@ -111,3 +111,10 @@ METRIC_LABELS = {
     "brier": "Brier score (lower is better)",
     "ece": "ECE, 10 bins (lower is better)",
 }
+
+
+def format_mean_sd(summary: dict | None, name: str) -> str:
+    """``"0.966 ± 0.004"`` for ``summary[name]`` (a :func:`summarise` entry), or ``"n/a"`` if it has none."""
+    if not summary or name not in summary or summary[name].get("mean") is None:
+        return "n/a"
+    return f"{summary[name]['mean']:.3f} ± {summary[name]['sd']:.3f}"

@@ -24,12 +24,13 @@ No Django here; TensorFlow, tf2onnx and onnx are imported only when exporting.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from .files import sha256_of
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
@@ -45,14 +46,6 @@ RELATIVE_TOLERANCE = 1e-4
 
 class ExportError(RuntimeError):
     """The model cannot be exported faithfully; the message says why."""
-
-
-def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_gradcam_layer(model) -> str | None:
@@ -248,7 +241,7 @@ def export_onnx(
         gradcam_layer = default_gradcam_layer(model)
     function, has_gradcam = _serving_function(model, gradcam_layer)
     proto = _convert(function)
-    props = {SOURCE_SHA256: _sha256(keras_path)}
+    props = {SOURCE_SHA256: sha256_of(keras_path)}
     if has_gradcam:
         props[GRADCAM_LAYER] = gradcam_layer
     onnx.helper.set_model_props(proto, props)
@@ -270,7 +263,7 @@ def export_onnx(
             os.unlink(tmp)
     return {
         "onnx_file": onnx_path.name,
-        "onnx_sha256": _sha256(onnx_path),
+        "onnx_sha256": sha256_of(onnx_path),
         "check": {**check, "gradcam": has_gradcam},
     }
 

@@ -22,6 +22,8 @@ from PIL import Image, ImageFilter
 from . import calibration
 from .metrics import binary_metrics
 from .preprocessing import to_model_input
+from .report import clean_json
+from .shifts import channel_gains, downscale_upscale, jpeg, vignette
 
 AUC_DROP_TARGET = 0.03
 SENSITIVITY_TARGET = 0.85
@@ -41,8 +43,7 @@ def _centre_crop_square(img: Image.Image) -> Image.Image:
 
 
 def _shift_functions():
-    from .transfer import channel_gains, downscale_upscale, jpeg, vignette
-
+    """``{name: (description, function of a decoded RGB image)}`` of the shifts, in :data:`SHIFTS` order."""
     return {
         "colour_cast_warm": (
             "per-channel gains R x1.20, G x1.00, B x0.80 (warm light / yellowed optics)",
@@ -175,8 +176,6 @@ def evaluate(
 
 
 def write(out: Path, rob: dict, config) -> None:
-    from .report import clean_json
-
     out = Path(out)
     (out / "robustness.json").write_text(json.dumps(clean_json(rob), indent=2) + "\n", encoding="utf-8")
     lines = [

@@ -5,13 +5,14 @@ admin-only views, never a public URL), the model's output and the latest
 clinician review of the image. Predictions are the record of what a model
 said: nobody edits or deletes them here. The actions (re-run with the active
 model, flag for a specialist, export as CSV) each write to the audit trail.
-"""
 
-import csv
+About 400 lines, kept in one module: the list filters, the CSV helpers and
+the admin are all the one review page, and each piece is small.
+"""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -26,6 +27,20 @@ from core.files import private_file_response, private_image_response
 
 from .. import services
 from ..models import Prediction
+from .prediction_export import csv_rows
+from .prediction_filters import (
+    DisagreementFilter,
+    FailedFilter,
+    ProbabilityBandFilter,
+    ReviewedFilter,
+    ShadowFilter,
+)
+
+
+def choice_label(choices, value):
+    if not value:
+        return ""
+    return dict(choices).get(value, value)
 
 
 def _latest_review(field):
@@ -40,159 +55,6 @@ def with_latest_review(queryset):
         latest_final_diagnosis=_latest_review("final_diagnosis"),
         latest_histopathology=_latest_review("histopathology_result"),
     )
-
-
-def _choice_label(choices, value):
-    if not value:
-        return ""
-    return dict(choices).get(value, value)
-
-
-# Probability of melanoma in bands: (key, label, lower bound or None, upper bound or None), upper exclusive.
-PROBABILITY_BANDS = [
-    ("lt20", "< 0.2", None, 0.2),
-    ("20to50", "0.2 – 0.5", 0.2, 0.5),
-    ("50to80", "0.5 – 0.8", 0.5, 0.8),
-    ("ge80", "≥ 0.8", 0.8, None),
-]
-
-
-class ProbabilityBandFilter(admin.SimpleListFilter):
-    title = "probability of melanoma"
-    parameter_name = "probability"
-
-    def lookups(self, request, model_admin):
-        return [(key, label) for key, label, _low, _high in PROBABILITY_BANDS]
-
-    def queryset(self, request, queryset):
-        for key, _label, low, high in PROBABILITY_BANDS:
-            if self.value() == key:
-                if low is not None:
-                    queryset = queryset.filter(probability_malignant__gte=low)
-                if high is not None:
-                    queryset = queryset.filter(probability_malignant__lt=high)
-                return queryset
-        return queryset
-
-
-class YesNoFilter(admin.SimpleListFilter):
-    """A filter with "Yes" and "No" whose condition is ``condition()``."""
-
-    yes_label = "Yes"
-    no_label = "No"
-
-    def condition(self):
-        raise NotImplementedError
-
-    def lookups(self, request, model_admin):
-        return [("yes", self.yes_label), ("no", self.no_label)]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(self.condition())
-        if self.value() == "no":
-            return queryset.exclude(self.condition())
-        return queryset
-
-
-class ShadowFilter(YesNoFilter):
-    title = "shown to clinicians"
-    parameter_name = "clinical"
-    yes_label = "Clinical (shown to clinicians)"
-    no_label = "Shadow model (hidden)"
-
-    def condition(self):
-        return Q(is_shadow=False)
-
-
-class ReviewedFilter(YesNoFilter):
-    title = "reviewed by a clinician"
-    parameter_name = "reviewed"
-    yes_label = "Reviewed"
-    no_label = "Not reviewed"
-
-    def condition(self):
-        return Q(Exists(Review.objects.filter(image=OuterRef("image"))))
-
-
-class DisagreementFilter(YesNoFilter):
-    title = "clinician disagreed"
-    parameter_name = "disagreement"
-    yes_label = "A clinician disagreed"
-    no_label = "No disagreement"
-
-    def condition(self):
-        return Q(Exists(Review.objects.filter(image=OuterRef("image"), verdict=Review.Verdict.DISAGREE)))
-
-
-class FailedFilter(YesNoFilter):
-    title = "failed"
-    parameter_name = "failed"
-
-    def condition(self):
-        return Q(status=Prediction.Status.FAILED)
-
-
-def _csv_safe(value):
-    """A cell a spreadsheet will not run as a formula (OWASP: CSV injection)."""
-    if value is None:
-        return ""
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
-
-
-CSV_COLUMNS = [
-    "prediction_id",
-    "image_id",
-    "patient_mrn",
-    "clinic",
-    "model_version",
-    "status",
-    "label",
-    "probability_malignant",
-    "confidence",
-    "out_of_distribution",
-    "ood_distance",
-    "shadow",
-    "flagged_for_specialist",
-    "latest_verdict",
-    "final_diagnosis",
-    "histopathology_result",
-    "queued_at",
-    "finished_at",
-]
-
-
-def _csv_row(prediction):
-    return [
-        prediction.pk,
-        prediction.image_id,
-        prediction.image.lesion.patient.medical_record_number,
-        prediction.image.lesion.patient.clinic.name,
-        prediction.model_version.label,
-        prediction.status,
-        prediction.label,
-        prediction.probability_malignant,
-        prediction.confidence,
-        prediction.out_of_distribution,
-        prediction.ood_distance,
-        prediction.is_shadow,
-        prediction.flagged_for_specialist,
-        prediction.latest_verdict,
-        prediction.latest_final_diagnosis,
-        prediction.latest_histopathology,
-        prediction.queued_at,
-        prediction.finished_at,
-    ]
-
-
-class _Echo:
-    """A file-like object whose write() returns the line, for streaming csv.writer output."""
-
-    def write(self, value):
-        return value
 
 
 @admin.register(Prediction)
@@ -237,7 +99,19 @@ class PredictionAdmin(HistoryAdmin):
     actions = ["rerun_with_active_model", "flag_for_specialist", "export_csv"]
 
     def get_queryset(self, request):
-        return with_latest_review(super().get_queryset(request))
+        # ML admins review models across clinics (patients pseudonymised);
+        # everyone else sees their own clinics' predictions.
+        rows = permissions.admin_scope(
+            request.user, super().get_queryset(request), "image__lesion__patient__clinic", model_review=True
+        )
+        return with_latest_review(rows)
+
+    def get_search_fields(self, request):
+        # An ML admin sees every clinic's predictions: searching them by MRN
+        # would let them test for a patient they may not identify.
+        if request.user.is_superuser or not permissions.is_ml_admin(request.user):
+            return self.search_fields
+        return [field for field in self.search_fields if "medical_record_number" not in field]
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -252,13 +126,13 @@ class PredictionAdmin(HistoryAdmin):
     def image_view(self, request, prediction_id):
         if not permissions.can_view_admin(request.user):
             raise PermissionDenied
-        prediction = get_object_or_404(Prediction.objects.select_related("image"), pk=prediction_id)
+        prediction = get_object_or_404(self.get_queryset(request).select_related("image"), pk=prediction_id)
         return private_image_response(prediction.image.image, prediction.image.image_format)
 
     def heatmap_view(self, request, prediction_id):
         if not permissions.can_view_admin(request.user):
             raise PermissionDenied
-        prediction = get_object_or_404(Prediction, pk=prediction_id)
+        prediction = get_object_or_404(self.get_queryset(request), pk=prediction_id)
         return private_file_response(prediction.heatmap, content_type="image/png")
 
     # --- Columns.
@@ -285,15 +159,15 @@ class PredictionAdmin(HistoryAdmin):
 
     @admin.display(description="Clinician's verdict", ordering="latest_verdict")
     def verdict(self, obj):
-        return _choice_label(Review.Verdict.choices, obj.latest_verdict) or "—"
+        return choice_label(Review.Verdict.choices, obj.latest_verdict) or "—"
 
     @admin.display(description="Final diagnosis", ordering="latest_final_diagnosis")
     def final_diagnosis(self, obj):
-        return _choice_label(Review.Diagnosis.choices, obj.latest_final_diagnosis) or "—"
+        return choice_label(Review.Diagnosis.choices, obj.latest_final_diagnosis) or "—"
 
     @admin.display(description="Histopathology", ordering="latest_histopathology")
     def histopathology(self, obj):
-        return _choice_label(Review.Histopathology.choices, obj.latest_histopathology) or "—"
+        return choice_label(Review.Histopathology.choices, obj.latest_histopathology) or "—"
 
     @admin.display(description="Image")
     def image_preview(self, obj):
@@ -318,9 +192,9 @@ class PredictionAdmin(HistoryAdmin):
         return " · ".join(
             part
             for part in (
-                _choice_label(Review.Verdict.choices, obj.latest_verdict),
-                _choice_label(Review.Diagnosis.choices, obj.latest_final_diagnosis),
-                _choice_label(Review.Histopathology.choices, obj.latest_histopathology),
+                choice_label(Review.Verdict.choices, obj.latest_verdict),
+                choice_label(Review.Diagnosis.choices, obj.latest_final_diagnosis),
+                choice_label(Review.Histopathology.choices, obj.latest_histopathology),
             )
             if part
         )
@@ -388,9 +262,9 @@ class PredictionAdmin(HistoryAdmin):
         )
         # Who took which patient data out of the system.
         log_actions(user=request.user, objects=predictions, description="Exported as CSV")
-        writer = csv.writer(_Echo())
-        rows = (writer.writerow([_csv_safe(v) for v in row]) for row in [CSV_COLUMNS, *map(_csv_row, predictions)])
-        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(
+            csv_rows(predictions, user=request.user), content_type="text/csv; charset=utf-8"
+        )
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="predictions-{stamp}.csv"'
         response["Cache-Control"] = "private, no-store"

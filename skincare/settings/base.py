@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After authentication: it records who read which patient data (docs/security.md).
+    "core.middleware.ReadAuditMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into its lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -174,6 +176,25 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# Reads of patient data that the audit trail records (core.middleware): URL
+# keywords naming a record, and the admin pages (change and list) of these models.
+SKINCARE_AUDITED_URL_KWARGS = {
+    "patient_id": "cases.patient",
+    "lesion_id": "cases.lesion",
+    "image_id": "cases.lesionimage",
+    "prediction_id": "inference.prediction",
+}
+SKINCARE_AUDITED_ADMIN_MODELS = [
+    "cases.patient",
+    "cases.lesion",
+    "cases.lesionimage",
+    "cases.review",
+    "inference.prediction",
+]
+# How many proxies in front of the app may be believed about the client's
+# address (X-Forwarded-For); 0 ignores the header (core.http.client_address).
+SKINCARE_TRUSTED_PROXIES = env.int("SKINCARE_TRUSTED_PROXIES", default=0)
+
 # What cases.services.add_lesion_image calls, inside the upload's transaction,
 # for every stored image: the one explicit hook from cases to inference.
 SKINCARE_IMAGE_STORED_HOOK = "inference.services.request_prediction"
@@ -221,6 +242,9 @@ if SKINCARE_INFERENCE_BACKEND not in ("auto", "onnx", "tensorflow"):
 # uploaded model in a child process (inference/registry.py); gunicorn kills a
 # request after 60 s (docker/Dockerfile).
 SKINCARE_MODEL_CHECK_SECONDS = env.int("SKINCARE_MODEL_CHECK_SECONDS", default=50)
+# The registry's load check (inference.registry.load_check): empty runs the
+# real one in a child process; tests about something else name a stand-in.
+SKINCARE_MODEL_LOAD_CHECK = ""
 # Files in storage with no row (an upload whose transaction rolled back) are
 # deleted by the orphan sweeper once older than this.
 SKINCARE_ORPHAN_FILE_SECONDS = env.int("SKINCARE_ORPHAN_FILE_SECONDS", default=3600)

@@ -7,7 +7,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from api.models import DeviceToken
 from api.tokens import issue_token
 from cases import permissions
 from cases.apps import ensure_ml_admins_group
@@ -34,6 +33,15 @@ def other_patient(other_clinic):
 
 def change_url(obj):
     return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+def changelist_url(obj):
+    return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_changelist")
+
+
+def changes():
+    """Audit events other than reads (those are written on every page view)."""
+    return AuditEvent.objects.exclude(action__in=["read", "refused"])
 
 
 def delete_url(obj):
@@ -156,13 +164,13 @@ def test_a_clinic_admin_edits_a_patient_of_their_clinic(client, clinic_admin, pa
     assert patient.given_name == "Janet"
 
 
-def test_a_clinic_admin_cannot_edit_another_clinics_patient(client, clinic_admin, other_patient):
+def test_a_clinic_admin_cannot_see_or_edit_another_clinics_patient(client, clinic_admin, other_patient):
     client.force_login(clinic_admin)
-    page = client.get(change_url(other_patient))
-    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
-    response = client.post(change_url(other_patient), patient_form(other_patient, given_name="Changed"))
-    assert response.status_code == 403
-    assert client.post(delete_url(other_patient), {"post": "yes"}).status_code == 403
+    # Least privilege: to them the row does not exist (the admin's "not found" redirect).
+    assert client.get(change_url(other_patient)).status_code == 302
+    assert other_patient.pk not in {p.pk for p in client.get(changelist_url(other_patient)).context["cl"].result_list}
+    client.post(change_url(other_patient), patient_form(other_patient, given_name="Changed"))
+    client.post(delete_url(other_patient), {"post": "yes"})
     other_patient.refresh_from_db()
     assert other_patient.given_name == "Olga"
 
@@ -207,12 +215,12 @@ def test_a_clinic_admin_deletes_a_patient_of_their_clinic(client, clinic_admin, 
 
 def test_a_clinic_admin_cannot_bulk_delete_another_clinics_patients(client, clinic_admin, patient, other_patient):
     client.force_login(clinic_admin)
-    response = client.post(
+    client.post(
         reverse("admin:cases_patient_changelist"),
-        {"action": "delete_selected", "_selected_action": [patient.pk, other_patient.pk], "post": "yes"},
+        {"action": "delete_selected", "_selected_action": [other_patient.pk], "post": "yes"},
     )
-    assert response.status_code == 403
-    assert Patient.objects.count() == 2
+    # The other clinic's row is outside their admin: the action never sees it.
+    assert Patient.objects.filter(pk=other_patient.pk).exists()
 
 
 def test_a_clinic_admin_cannot_move_a_lesion_to_another_clinics_patient(client, clinic_admin, lesion, other_patient):
@@ -286,7 +294,7 @@ def test_nobody_edits_or_deletes_reviews_predictions_or_audit_events(client, req
         assert client.post(delete_url(obj), {"post": "yes"}).status_code == 403
         add = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_add")
         assert client.get(add).status_code == 403
-    assert Review.objects.count() == Prediction.objects.count() == AuditEvent.objects.count() == 1
+    assert Review.objects.count() == Prediction.objects.count() == changes().count() == 1
 
 
 def _model_version():
@@ -343,66 +351,6 @@ class TestRolePredicates:
         assert not permissions.can_edit_in_admin(clinic_admin, clinic)
 
 
-# --- Device tokens.
-
-
-@pytest.fixture
-def colleague_token(colleague):
-    return issue_token(user=colleague, name="Colleague's phone")
-
-
-def test_the_token_hash_is_never_shown(client, superuser, colleague_token):
-    row, _token = colleague_token
-    client.force_login(superuser)
-    for url in (reverse("admin:api_devicetoken_changelist"), change_url(row)):
-        page = client.get(url).content.decode()
-        assert row.prefix in page
-        assert row.token_hash not in page
-
-
-def test_a_clinic_admin_revokes_a_token_of_their_clinic(client, clinic_admin, colleague_token):
-    row, _token = colleague_token
-    client.force_login(clinic_admin)
-    response = client.post(
-        reverse("admin:api_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]}
-    )
-    assert response.status_code == 302
-    row.refresh_from_db()
-    assert row.revoked_at is not None
-    event = AuditEvent.objects.get(model="api.devicetoken")
-    assert (event.action, event.user, event.description) == ("action", clinic_admin, "Revoked")
-    assert row.token_hash not in str(event.changes)
-
-
-def test_a_clinic_admin_cannot_revoke_an_outsiders_token(client, clinic_admin, outsider):
-    row, _token = issue_token(user=outsider, name="Outsider's phone")
-    client.force_login(clinic_admin)
-    client.post(reverse("admin:api_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
-    row.refresh_from_db()
-    assert row.revoked_at is None
-    assert not AuditEvent.objects.exists()
-
-
-def test_plain_staff_are_not_offered_the_revoke_action(client, plain_staff, colleague_token):
-    row, _token = colleague_token
-    client.force_login(plain_staff)
-    client.post(reverse("admin:api_devicetoken_changelist"), {"action": "revoke", "_selected_action": [row.pk]})
-    row.refresh_from_db()
-    assert row.revoked_at is None
-
-
-# --- The audit trail's own admin.
-
-
-def test_the_audit_trail_is_searchable_by_object_id_and_filterable_by_action(client, plain_staff, superuser):
-    AuditEvent.objects.create(user=superuser, action="changed", model="cases.patient", object_id="abc", object_repr="A")
-    AuditEvent.objects.create(user=superuser, action="deleted", model="cases.patient", object_id="xyz", object_repr="B")
-    client.force_login(plain_staff)
-    url = reverse("admin:core_auditevent_changelist")
-    assert [e.object_id for e in client.get(url, {"q": "xyz"}).context["cl"].result_list] == ["xyz"]
-    assert [e.object_id for e in client.get(url, {"action__exact": "changed"}).context["cl"].result_list] == ["abc"]
-
-
 # --- Query counts: a page costs the same whether it lists 2 rows or 20.
 
 
@@ -451,12 +399,6 @@ def test_a_changelist_costs_the_same_number_of_queries_for_2_or_20_rows(client, 
     assert len(many) == len(few), [q["sql"] for q in many]
 
 
-def test_device_tokens_listed_are_the_real_rows(client, superuser, colleague_token):
-    client.force_login(superuser)
-    rows = client.get(reverse("admin:api_devicetoken_changelist")).context["cl"].result_list
-    assert list(rows) == list(DeviceToken.objects.all())
-
-
 def test_an_image_change_page_never_links_to_a_media_url(client, clinic_admin, owner, lesion, jpeg_bytes):
     from cases import services
 
@@ -469,4 +411,4 @@ def test_an_image_change_page_never_links_to_a_media_url(client, clinic_admin, o
     assert client.post(change_url(image), data).status_code == 302
     image.refresh_from_db()
     assert image.modality == "dermoscopic"
-    assert AuditEvent.objects.get(model="cases.lesionimage").changes["modality"] == ["clinical", "dermoscopic"]
+    assert changes().get(model="cases.lesionimage").changes["modality"] == ["clinical", "dermoscopic"]

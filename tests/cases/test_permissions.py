@@ -1,9 +1,7 @@
 import io
-import uuid
 
 import pytest
 from django.http import Http404
-from django.urls import reverse
 
 from cases import permissions, services
 
@@ -43,38 +41,3 @@ class TestScoping:
         owner.is_active = False
         owner.save()
         assert not permissions.images_visible_to(owner).exists()
-
-
-class TestImageFile:
-    def test_it_serves_the_bytes_to_a_colleague(self, client, colleague, image, jpeg_bytes):
-        client.force_login(colleague)
-        response = client.get(reverse("portal:image-file", args=[image.pk]))
-        assert response.status_code == 200
-        # Served without metadata; the demo JPEGs carry none beyond JFIF.
-        assert response.content == jpeg_bytes
-        assert response["Content-Type"] == "image/jpeg"
-        assert "no-store" in response["Cache-Control"]
-
-    def test_it_is_404_for_an_outsider(self, client, outsider, image):
-        client.force_login(outsider)
-        assert client.get(reverse("portal:image-file", args=[image.pk])).status_code == 404
-
-    def test_it_is_404_for_an_unknown_image(self, client, owner):
-        client.force_login(owner)
-        assert client.get(reverse("portal:image-file", args=[uuid.uuid4()])).status_code == 404
-
-    def test_it_requires_login(self, client, image):
-        response = client.get(reverse("portal:image-file", args=[image.pk]))
-        assert response.status_code == 302
-        assert response["Location"].startswith(reverse("portal:login"))
-
-    def test_there_is_no_public_media_url(self, client, image):
-        assert client.get(f"/media/{image.image.name}").status_code == 404
-
-
-class TestHome:
-    def test_it_lists_only_the_users_clinics_images(self, client, owner, outsider, image):
-        client.force_login(owner)
-        assert str(image.pk) in client.get("/").content.decode()
-        client.force_login(outsider)
-        assert str(image.pk) not in client.get("/").content.decode()

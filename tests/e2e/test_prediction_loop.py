@@ -111,13 +111,11 @@ def test_a_shadow_model_predicts_every_new_image_beside_the_active_one_and_stays
     worker, owner, lesion, demo_image_paths, active_model
 ):
     from inference import permissions
-    from inference.models import ModelVersion
-    from tests.conftest import BASELINE_DIR, register_for_test
+    from tests.conftest import BASELINE_DIR, register_shadow_model
 
     # The baseline CNN has no ONNX export: the same pool process serves the
     # active model on ONNX Runtime and the shadow one on TensorFlow.
-    shadow = register_for_test(BASELINE_DIR, is_active=False)
-    ModelVersion.objects.filter(pk=shadow.pk).update(is_shadow=True)
+    shadow = register_shadow_model(BASELINE_DIR)
     images = [upload(owner, lesion, path.read_bytes()) for path in demo_image_paths[:2]]
 
     def all_four_finished():

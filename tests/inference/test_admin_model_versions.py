@@ -11,15 +11,12 @@ from inference import registry
 from inference.models import ModelActivation, ModelVersion
 from tests.conftest import edit_metadata, png_bytes
 
-from .test_registry import make_version, state, with_file, zip_folder
+from .registry.helpers import make_version, state, with_file, zip_folder
 
 pytestmark = pytest.mark.django_db
 
-
-@pytest.fixture
-def no_load_check(monkeypatch):
-    """The child-process load check is tested in test_registry; here it always passes."""
-    monkeypatch.setattr(registry, "check_model_loads", lambda model_dir: {"ok": True})
+# The child-process load check is tested in registry/test_load_check.py; tests here that are about
+# something else skip it with the no_load_check fixture (tests/inference/conftest.py).
 
 
 @pytest.fixture
@@ -176,7 +173,11 @@ class TestUpload:
         ).exists()
         activated = AuditEvent.objects.get(action="action", object_id=str(version.pk))
         assert activated.description.startswith("Activated mobilenet-v2-melanoma-next on upload")
-        assert ModelActivation.objects.get().previous == active_model
+        # The fixture's activation of active_model, then this one's.
+        assert [(row.model_version, row.previous) for row in ModelActivation.objects.order_by("at", "id")] == [
+            (active_model, None),
+            (version, active_model),
+        ]
 
     @pytest.mark.parametrize(
         "make_upload, message",

@@ -191,7 +191,9 @@ class TestRequeueStale:
         assert services.requeue_stale_predictions(older_than=timedelta(hours=1)) == 1
         assert Prediction.objects.get(pk=stale.pk).status == Prediction.Status.PENDING
 
-    def test_images_that_arrived_without_a_model_get_a_prediction(self, owner, lesion, jpeg_bytes, model_dir):
+    def test_images_that_arrived_without_a_model_get_a_prediction(
+        self, owner, lesion, jpeg_bytes, model_dir, no_load_check
+    ):
         image = case_services.add_lesion_image(
             uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes), modality="dermoscopic"
         )

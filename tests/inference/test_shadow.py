@@ -11,7 +11,7 @@ from cases import services as case_services
 from inference import services
 from inference.models import ModelVersion, Prediction
 from tests.api.conftest import token_client
-from tests.conftest import BASELINE_DIR, png_bytes, register_for_test
+from tests.conftest import BASELINE_DIR, png_bytes, register_shadow_model
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,10 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def shadow_model(active_model):
     """The baseline CNN in shadow mode beside the shipped model."""
-    version = register_for_test(BASELINE_DIR, is_active=False)
-    ModelVersion.objects.filter(pk=version.pk).update(is_shadow=True)
-    version.refresh_from_db()
-    return version
+    return register_shadow_model(BASELINE_DIR)
 
 
 def upload(user, lesion, data):

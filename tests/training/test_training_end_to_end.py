@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.runtime import Predictor, sha256_of
+from inference.runtime import Predictor
 from training.__main__ import main
+from training.files import sha256_of
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "demo" / "images"
@@ -170,12 +171,12 @@ def test_the_worker_runs_the_exported_model_on_onnx(run_dir, owner, lesion, sett
     from cases import services as case_services
     from inference import services, worker_cache
     from inference.models import Prediction
-    from tests.conftest import register_for_test
+    from tests.conftest import register_model
 
     settings.SKINCARE_MODEL_CACHE_DIR = tmp_path / "model-cache"
     settings.SKINCARE_INFERENCE_BACKEND = "auto"
     monkeypatch.setattr(worker_cache, "_predictors", {})
-    version = register_for_test(run_dir)
+    version = register_model(run_dir)
     data = sorted(DEMO.glob("*/*.jpg"))[0].read_bytes()
     image = case_services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(data), modality="dermoscopic")
 

@@ -1,6 +1,8 @@
-"""The transfer pipeline: a tiny real run on the demo images, and the
-fold/augmentation bookkeeping on synthetic features."""
+"""The transfer run end to end (a tiny real run on the demo images) and its
+command line. The parts are tested in test_features, test_head, test_shifts,
+test_stages and test_model_card."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 from training import calibration
-from training.transfer import TransferConfig, cross_validate, fold_training_set, main
+from training.transfer import DEFAULT_CS, TransferConfig, add_arguments, config_from_args, main
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "images"
 
@@ -92,40 +94,32 @@ def test_exported_model_loads_and_probability_is_sigmoid_of_logit(run_dir):
     assert (out["ood_distance"] >= 0).all()
 
 
-def test_fold_training_set_never_uses_validation_augmentations():
-    rng = np.random.default_rng(0)
-    n, d, k = 40, 5, 2
-    clean = rng.normal(size=(n, d))
-    aug = np.stack([clean + 100 * (c + 1) for c in range(k)])  # distinguishable copies
-    y = np.tile([0, 1], n // 2)
-    groups = np.arange(n) // 2
-    folds = (groups % 4).astype(int)
-    for f in range(4):
-        x_tr, y_tr, g_tr, src, val_idx = fold_training_set(clean, aug, y, groups, folds, f)
-        assert set(val_idx) == set(np.flatnonzero(folds == f))
-        assert not set(src) & set(val_idx)  # no training row comes from a validation image
-        assert len(x_tr) == (1 + k) * (n - len(val_idx))
-        np.testing.assert_array_equal(y_tr, y[src])
-        np.testing.assert_array_equal(g_tr, groups[src])
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(argv), argv)
 
 
-def test_cross_validation_scores_validation_from_clean_features_only():
-    rng = np.random.default_rng(1)
-    n, d = 120, 6
-    y = np.tile([0, 1], n // 2)
-    clean = rng.normal(size=(n, d)) + y[:, None]
-    aug = np.stack([clean + rng.normal(scale=0.3, size=(n, d))])
-    groups = np.arange(n)
-    folds = np.arange(n) % 3
-    config = TransferConfig(data=Path("."), out=Path("."), cs=(0.1,), inner_folds=2)
-    oof, heads, _ = cross_validate(clean, aug, y, groups, folds, config, lambda m: None)
-    # scrambling the augmented copies of fold 0's images changes nothing about
-    # fold 0's head or its out-of-fold scores (it changes the other folds' heads)
-    scrambled = aug.copy()
-    scrambled[:, folds == 0] = rng.normal(scale=50, size=(1, int((folds == 0).sum()), d))
-    oof2, heads2, _ = cross_validate(clean, scrambled, y, groups, folds, config, lambda m: None)
-    np.testing.assert_allclose(heads2[0].kernel, heads[0].kernel)
-    np.testing.assert_allclose(oof2[folds == 0], oof[folds == 0])
-    assert not np.allclose(heads2[1].kernel, heads[1].kernel)
-    for f in range(3):
-        np.testing.assert_allclose(oof[folds == f], heads[f].logit(clean[folds == f]))
+def test_command_line_defaults_are_the_config_defaults():
+    config = parse(["--data", "d", "--out", "o"])
+    default = TransferConfig(data=Path("d"), out=Path("o"))
+    for name in ("image_size", "folds", "seed", "preprocessing", "compare_preprocessing", "compare_subset"):
+        assert getattr(config, name) == getattr(default, name), name
+    assert config.cs == DEFAULT_CS and config.ood_components == default.ood_components
+    assert config.command == "python -m training train-transfer --data d --out o"
+
+
+def test_command_line_options_reach_the_config():
+    argv = ["--data", "d", "--out", "o w", "--no-compare", "--c-grid", "0.5,2", "--ood-components", "3,5"]
+    argv += ["--feature-cache", "cache", "--max-images", "40", "--augmented-copies", "0"]
+    config = parse(argv)
+    assert config.compare_preprocessing is False
+    assert (config.cs, config.ood_components) == ((0.5, 2.0), (3, 5))
+    assert (config.feature_cache, config.max_images, config.augmented_copies) == (Path("cache"), 40, 0)
+    assert "--out 'o w'" in config.command  # the recorded command can be pasted back into a shell
+
+
+@pytest.mark.parametrize("bad", [["--folds", "1"], ["--image-size", "16"], ["--augmented-copies", "-1"]])
+def test_command_line_rejects_impossible_settings(bad):
+    with pytest.raises(SystemExit):
+        parse(["--data", "d", "--out", "o", *bad])

@@ -17,7 +17,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
-from training.transfer import Progress, augment_image, build_feature_extractor, extract_features, load_raw
+from training.transfer import Progress
+from training.shifts import augment_image
+from training.features import build_feature_extractor, extract_features, load_raw
 from training.preprocessing import to_model_input
 from training.robustness import _shift_functions
 

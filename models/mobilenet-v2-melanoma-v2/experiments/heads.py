@@ -9,7 +9,8 @@ import glob, sys, time
 import numpy as np
 from pathlib import Path
 from sklearn.metrics import roc_auc_score
-from training.transfer import load_raw, fold_training_set, _fit_lr, single_threaded_blas
+from training.features import load_raw
+from training.head import fold_training_set, fit_lr as _fit_lr, single_threaded_blas
 from training.data import duplicate_groups
 from training.cv import assign_folds
 single_threaded_blas()

@@ -9,8 +9,8 @@ import glob, time, json
 import numpy as np
 from pathlib import Path
 from sklearn.metrics import roc_auc_score
-from training.transfer import (load_raw, fold_training_set, _fit_lr, single_threaded_blas, stratified_subset,
-                               build_feature_extractor, extract_features)
+from training.features import load_raw, stratified_subset, build_feature_extractor, extract_features
+from training.head import fold_training_set, fit_lr as _fit_lr, single_threaded_blas
 from training import calibration
 from training.robustness import _shift_functions
 from training.preprocessing import to_model_input

@@ -1,0 +1,19 @@
+"""Facts about a request that several apps need, computed one way."""
+
+from django.conf import settings
+
+
+def client_address(request) -> str | None:
+    """The caller's IP address, trusting ``SKINCARE_TRUSTED_PROXIES`` hops of X-Forwarded-For.
+
+    With no trusted proxy (the default) the header is ignored: anybody can
+    send it, so believing it would let a caller choose the address that
+    throttles and the audit trail see. Behind N proxies, the N-th address
+    from the right end of the header is the one the outermost proxy saw.
+    """
+    trusted = settings.SKINCARE_TRUSTED_PROXIES
+    if trusted > 0:
+        hops = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(hops) >= trusted:
+            return hops[-trusted]
+    return request.META.get("REMOTE_ADDR") or None

@@ -1,0 +1,231 @@
+"""The model registry's writes: registering, activating, rolling back and shadowing model versions.
+
+Every door (``manage.py register_model``, the admin) goes through here, so
+validation and the one-active-model rule hold whichever is used. A model is
+registered only after its folder has been read and checked (``folder``) and
+it has been proved to load in a child process (``load_check``); an upload is
+first unpacked safely (``archive``).
+"""
+
+import logging
+import tempfile
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..models import ModelActivation, ModelVersion
+from .archive import check_archive_size, unpack_model_archive
+from .folder import PLOT_FILES, Artifacts, ModelFile, read_artifacts, read_model_file
+from .load_check import run_load_check
+
+logger = logging.getLogger(__name__)
+
+
+# --- registration ------------------------------------------------------------
+
+
+def register_model_upload(*, upload, user, activate=False) -> tuple[ModelVersion, bool]:
+    """Register a model folder uploaded as a .zip (files at its root or under one top folder).
+
+    The archive is unpacked into a temporary folder with limits on size,
+    file count and paths, then registered like a folder on disk. Raises
+    ValidationError with a readable reason; nothing is stored then, and the
+    active model stays as it was.
+    """
+    check_archive_size(upload)
+    with tempfile.TemporaryDirectory(prefix="model-upload-") as tmp:
+        model_dir = unpack_model_archive(upload, Path(tmp))
+        return register_model_version(model_dir=model_dir, activate=activate, user=user)
+
+
+def register_model_version(*, model_dir, activate=False, user=None) -> tuple[ModelVersion, bool]:
+    """Register the model in ``model_dir`` (model.json, the model file, and what training wrote beside it).
+
+    Stores the model file and its sha256, the ONNX export when model.json
+    names one (its sha256 checked when given), the model card, evaluation
+    and its two plots. Proves in a child process that the model loads, takes
+    the input shape its metadata says and gives finite outputs (see
+    ``load_check`` for the one seam that replaces this check). Idempotent:
+    the same name, version and file return the existing row. Raises
+    ValidationError with a readable reason; then nothing is stored.
+    """
+    model_dir = Path(model_dir)
+    model = read_model_file(model_dir)
+    metadata, digest = model.metadata, model.sha256
+
+    existing = ModelVersion.objects.filter(name=model.name, version=model.version).first()
+    if existing is not None:
+        if existing.sha256 != digest:
+            raise ValidationError(
+                f"{existing} is already registered with a different file; give the new model a new version."
+            )
+        if activate:
+            existing = activate_model_version(existing, user=user)
+        return existing, False
+
+    artifacts = read_artifacts(model_dir, metadata)
+    run_load_check(model_dir)
+
+    version = ModelVersion(
+        name=model.name,
+        version=model.version,
+        sha256=digest,
+        input_size=metadata["input_size"],
+        preprocessing=metadata["preprocessing"],
+        threshold=float(metadata["threshold"]),
+        metrics=metadata.get("metrics", {}),
+        metadata=metadata,
+        onnx_sha256=artifacts.onnx_sha256,
+        model_card=artifacts.model_card,
+        evaluation=artifacts.evaluation,
+        registered_by=user,
+    )
+    _save_with_files(version, model, artifacts)
+    logger.info("Registered model %s (sha256 %s)", version, digest[:12])
+    if activate:
+        version = activate_model_version(version, user=user)
+    return version, True
+
+
+def _save_with_files(version: ModelVersion, model: ModelFile, artifacts: Artifacts) -> None:
+    """Store the files in storage, then save the row; on any failure, leave no orphan files."""
+    stored = []
+    try:
+        with open(model.path, "rb") as fh:
+            version.file.save(f"{version.label}-{model.sha256[:12]}.keras", File(fh), save=False)
+        stored.append(version.file)
+        if artifacts.onnx_path is not None:
+            with open(artifacts.onnx_path, "rb") as fh:
+                version.onnx_file.save("model.onnx", File(fh), save=False)
+            stored.append(version.onnx_file)
+        for field, data in artifacts.plots.items():
+            if data is not None:
+                getattr(version, field).save(PLOT_FILES[field], ContentFile(data), save=False)
+                stored.append(getattr(version, field))
+        with transaction.atomic():
+            version.save()
+    except BaseException as exc:
+        # The row was not saved: leave no orphan files in storage.
+        for field_file in stored:
+            field_file.storage.delete(field_file.name)
+        if isinstance(exc, IntegrityError):
+            raise ValidationError(
+                f"{version.name}-{version.version} was registered by someone else at the same moment."
+            ) from None
+        raise
+
+
+# --- activation, rollback, shadow -----------------------------------------
+
+
+def _locked_versions() -> list[ModelVersion]:
+    # Locking every row, always in pk order, makes concurrent switches (two
+    # admins clicking at once) run one after the other without deadlock;
+    # each then sees what the one before it did.
+    return list(ModelVersion.objects.select_for_update().order_by("pk"))
+
+
+def _make_active(target: ModelVersion, current: ModelVersion | None, *, user, action) -> None:
+    if current is not None:
+        ModelVersion.objects.filter(pk=current.pk).update(is_active=False)
+    # A promoted shadow stops being the shadow: one row cannot be both.
+    ModelVersion.objects.filter(pk=target.pk).update(is_active=True, is_shadow=False, activated_at=timezone.now())
+    ModelActivation.objects.create(model_version=target, action=action, previous=current, by=user)
+
+
+def activate_model_version(version: ModelVersion, *, user) -> ModelVersion:
+    """Make ``version`` the one active model, atomically; records a ModelActivation.
+
+    Activating the active model changes nothing and records nothing.
+    Promoting the shadow model ends its shadow mode. Workers need no
+    signal: each loads a version by its sha256 on its first prediction.
+    """
+    with transaction.atomic():
+        versions = _locked_versions()
+        target = next((v for v in versions if v.pk == version.pk), None)
+        if target is None:
+            raise ValidationError("This model version no longer exists.")
+        current = next((v for v in versions if v.is_active), None)
+        if current != target:
+            _make_active(target, current, user=user, action=ModelActivation.Action.ACTIVATED)
+            logger.info("Activated model %s (was %s)", target, current)
+    target.refresh_from_db()
+    return target
+
+
+def rollback_target() -> tuple[ModelVersion | None, ModelVersion | None]:
+    """(the active version, the version a rollback would bring back); either may be None."""
+    current = ModelVersion.objects.active()
+    if current is None:
+        return None, None
+    # The last time the current version was activated, this one was live.
+    last = (
+        ModelActivation.objects.filter(model_version=current, action=ModelActivation.Action.ACTIVATED)
+        .select_related("previous")
+        .first()
+    )
+    return current, last.previous if last else None
+
+
+def rollback_model_version(*, user) -> ModelVersion:
+    """Re-activate the version that was active before the current one; records ``rolled_back``.
+
+    Raises ValidationError when there is nothing to roll back to.
+    """
+    with transaction.atomic():
+        _locked_versions()
+        current, previous = rollback_target()
+        if current is None:
+            raise ValidationError("No model is active: there is nothing to roll back.")
+        if previous is None:
+            raise ValidationError(f"There is no earlier active model to roll back to from {current}.")
+        _make_active(previous, current, user=user, action=ModelActivation.Action.ROLLED_BACK)
+    logger.info("Rolled back from model %s to %s", current, previous)
+    previous.refresh_from_db()
+    return previous
+
+
+def start_shadow(version: ModelVersion, *, user) -> ModelVersion:
+    """Make ``version`` the shadow model (replacing any other); records ``shadow_started``.
+
+    From then on every new image gets a prediction by it as well, hidden
+    from clinicians. The active model cannot be the shadow.
+    """
+    with transaction.atomic():
+        versions = _locked_versions()
+        target = next((v for v in versions if v.pk == version.pk), None)
+        if target is None:
+            raise ValidationError("This model version no longer exists.")
+        if target.is_active:
+            raise ValidationError(f"{target} is the active model; it cannot also be the shadow model.")
+        current = next((v for v in versions if v.is_shadow), None)
+        if current != target:
+            if current is not None:
+                ModelVersion.objects.filter(pk=current.pk).update(is_shadow=False)
+            ModelVersion.objects.filter(pk=target.pk).update(is_shadow=True)
+            ModelActivation.objects.create(
+                model_version=target, action=ModelActivation.Action.SHADOW_STARTED, previous=current, by=user
+            )
+            logger.info("Shadow model is now %s (was %s)", target, current)
+    target.refresh_from_db()
+    return target
+
+
+def stop_shadow(*, user) -> ModelVersion:
+    """End shadow mode; records ``shadow_stopped``. Raises ValidationError when no model is in shadow mode."""
+    with transaction.atomic():
+        versions = _locked_versions()
+        current = next((v for v in versions if v.is_shadow), None)
+        if current is None:
+            raise ValidationError("No model is in shadow mode.")
+        ModelVersion.objects.filter(pk=current.pk).update(is_shadow=False)
+        ModelActivation.objects.create(
+            model_version=current, action=ModelActivation.Action.SHADOW_STOPPED, previous=current, by=user
+        )
+    logger.info("Shadow mode of %s stopped", current)
+    current.refresh_from_db()
+    return current
