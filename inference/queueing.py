@@ -48,9 +48,12 @@ def send_prediction_on_commit(prediction_id) -> None:
     transaction.on_commit(send_prediction, robust=True)
 
 
-# After a failed publish, this process leaves the broker alone for this long:
-# an upload of many images while the broker hangs costs one timeout, not one
-# per image. The rows stay unsent; the sweeper sends them.
+# After a publish that failed slowly (the broker hangs rather than refuses:
+# a partition, an overloaded Redis), this process leaves the broker alone for
+# a while: an upload of many images then waits for one timeout, not one per
+# image. The rows stay unsent; the sweeper sends them. A publish refused at
+# once costs little, so it does not stop the next one from trying.
+SLOW_PUBLISH_SECONDS = 1.0
 BROKER_BACKOFF_SECONDS = 10.0
 _broker_down_until = 0.0
 
@@ -58,12 +61,14 @@ _broker_down_until = 0.0
 def _send(prediction_id: str, *, backoff: bool = True) -> bool:
     global _broker_down_until
     if backoff and time.monotonic() < _broker_down_until:
-        logger.warning("Broker down a moment ago: prediction %s stays pending; the sweeper sends it", prediction_id)
+        logger.warning("Broker hanging a moment ago: prediction %s stays pending; the sweeper sends it", prediction_id)
         return False
+    started = time.monotonic()
     try:
         current_app.send_task(RUN_PREDICTION_TASK, args=[prediction_id])
     except Exception as exc:  # kombu's OperationalError, a timeout, a refused connection
-        _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+        if time.monotonic() - started >= SLOW_PUBLISH_SECONDS:
+            _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
         logger.warning("Broker unreachable (%s): prediction %s stays pending; the sweeper sends it", exc, prediction_id)
         return False
     try:

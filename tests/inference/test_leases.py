@@ -145,10 +145,15 @@ class TestSending:
         prediction.refresh_from_db()
         assert (prediction.status, prediction.sent_at) == ("pending", None)
         assert "stays pending" in caplog.text
-        # Uploads right after leave the broker alone (one timeout per process, not one per image)...
-        assert not queueing._send(str(prediction.pk)) and len(tries) == 1
+        # Refused at once: the next publish tries again.
+        assert not queueing._send(str(prediction.pk)) and len(tries) == 2
+        # Failed slowly (a hanging broker): uploads right after leave the
+        # broker alone (one timeout per process, not one per image)...
+        monkeypatch.setattr(queueing, "SLOW_PUBLISH_SECONDS", 0.0)
+        assert not queueing._send(str(prediction.pk)) and len(tries) == 3
+        assert not queueing._send(str(prediction.pk)) and len(tries) == 3
         # ...but the sweeper always tries.
-        assert not queueing.send_now(prediction.pk) and len(tries) == 2
+        assert not queueing.send_now(prediction.pk) and len(tries) == 4
 
 
 class TestSweeper:
