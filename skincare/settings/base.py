@@ -10,6 +10,10 @@ production) with its default; the README's configuration table lists them
 all. Variable names follow one rule (skincare/environment.py): standard names
 stay, everything else is ``SKINCARE_*``; old names are still accepted.
 
+Why this module is long: it is the one place every environment variable is
+declared, and the Celery delivery settings carry their arithmetic (time
+limits, acknowledgement, visibility timeout) beside them.
+
 Importing settings has no side effects: no folder is created and
 ``os.environ`` is left as it is. What a process needs at start (the embedded
 mode's folders, ``KERAS_HOME``) is done by ``skincare.environment.prepare_process``.
