@@ -301,7 +301,7 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "visibility_timeout": SKINCARE_BROKER_VISIBILITY_TIMEOUT,
         **REDIS_BROKER_SOCKET_OPTIONS,
     }
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 # A worker that lost the broker lets its running predictions finish (their
 # results are stored; their messages, no longer acknowledgeable, come back
 # after the visibility timeout and find the rows finished).

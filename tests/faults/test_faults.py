@@ -131,8 +131,13 @@ def test_a_pool_process_killed_mid_task_has_its_message_redelivered_and_the_row_
     image = LesionImage.objects.get()
     wait_until(succeeded([image]), timeout=30, what="recovery", logs=stack.logs())
     print(f"\npool process SIGKILLed mid-task: predicted {time.monotonic() - t0:.1f} s after the upload")
-    logs = "".join(worker.output() for worker in stack.workers)
-    assert "WorkerLostError" in logs  # reject_on_worker_lost: the message went back to the queue
+    # The parent noticed its pool process died (reject_on_worker_lost: the message went back to the queue).
+    wait_until(
+        lambda: any("WorkerLostError" in worker.output() for worker in stack.workers),
+        timeout=30,
+        what="the worker to report its lost pool process",
+        logs=stack.logs(),
+    )
     assert_one_finished_prediction_and_every_file(stack, [image])
     assert clinical(image).get().attempts == 2
     assert all(worker.alive() for worker in stack.workers)
@@ -263,7 +268,8 @@ def test_a_broker_that_accepts_but_never_answers_does_not_hang_uploads(healthy, 
     finally:
         blackhole.close()
     assert response.status_code == 201, response.text
-    assert answered < 10, f"the upload waited {answered:.1f} s for the broker"
+    # Two publish tries, each at most a 2 s connect and a 3 s read (plus a loaded CI machine's slack).
+    assert answered < 20, f"the upload waited {answered:.1f} s for the broker"
     image = LesionImage.objects.get()
     assert (stack.media / image.image.name).is_file()
 
