@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -119,7 +119,7 @@ class Stack:
     beat: Service
     media: Path
     faults: Path
-    extra: dict = field(default_factory=dict)
+    db_proxy: "TcpProxy"
 
     def logs(self):
         return [self.web.log, self.beat.log, *(worker.log for worker in self.workers), self.redis.log]
@@ -183,35 +183,24 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         env,
         logs / "web.log",
     )
-    workers = [
-        Service(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "tests.faults.faultapp",
-                "worker",
-                "-Q",
-                "inference,default",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--hostname",
-                f"{name}@%h",
-            ],
-            env,
-            logs / f"{name}.log",
-        )  # fmt: skip
-        for name in ("worker1", "worker2")
-    ]
+    # worker2 reaches PostgreSQL through a proxy a test can cut, and alone
+    # also serves the "proxied" queue, so a test can hand it a prediction.
+    settings_dict = connection.settings_dict
+    db_proxy = TcpProxy(settings_dict.get("HOST") or "127.0.0.1", int(settings_dict.get("PORT") or 5432))
+    proxied_env = {
+        **env,
+        "DATABASE_URL": _database_url({**settings_dict, "HOST": "127.0.0.1", "PORT": db_proxy.port}),
+    }
+
+    def worker(name, queues, worker_env):
+        command = [
+            sys.executable, "-m", "celery", "-A", "tests.faults.faultapp", "worker", "-Q", queues,
+            "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", f"{name}@%h",
+        ]  # fmt: skip
+        return Service(name, command, worker_env, logs / f"{name}.log")
+
+    workers = [worker("worker1", "inference,default", env), worker("worker2", "inference,default,proxied", proxied_env)]
     beat = Service(
         "beat",
         [
@@ -221,7 +210,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         env,
         logs / "beat.log",
     )  # fmt: skip
-    started = Stack(server, f"http://127.0.0.1:{port}", web, workers, beat, media, faults)
+    started = Stack(server, f"http://127.0.0.1:{port}", web, workers, beat, media, faults, db_proxy)
     for service in (web, *workers, beat):
         service.start()
     try:
@@ -233,6 +222,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             service.stop()
         if server.process.poll() is None:
             server.stop()
+        db_proxy.close()
 
 
 def _answers(url):
@@ -262,6 +252,7 @@ def healthy(stack):
     """Every worker up, the broker up, no fault armed: each test starts from a working system."""
     if stack.redis.process.poll() is not None:
         stack.redis.start()
+    stack.db_proxy.restore()
     stack.clear_faults()
     stack.ensure_workers()
     yield stack
