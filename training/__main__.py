@@ -1,4 +1,4 @@
-"""``python -m training train|train-transfer --data DIR --out OUTDIR ...``: see docs/training.md.
+"""``python -m training train|train-transfer|finetune --data DIR --out OUTDIR ...``: see docs/training.md.
 
 ``train`` is the from-scratch baseline CNN; ``train-transfer`` the shipped
 model (frozen ImageNet MobileNetV2 features, calibrated logistic head,
@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the shipped model: frozen ImageNet MobileNetV2 + calibrated head + OOD detector",
         add_help=False,
     )
+    sub.add_parser(
+        "finetune",
+        help="fine-tune the backbone's upper blocks in grouped CV, with checkpoints (--resume)",
+        add_help=False,
+    )
     train.add_argument("--data", type=Path, required=True, help="folder with benign/ and malignant/ subfolders")
     train.add_argument("--out", type=Path, required=True, help="output folder (created; files are overwritten)")
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs per fit (default %(default)s)")
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from .transfer import main as transfer_main
 
         return transfer_main(argv[1:], prog="python -m training train-transfer")
+    if argv[:1] == ["finetune"]:
+        from .finetune import main as finetune_main
+
+        return finetune_main(argv[1:])
     args = build_parser().parse_args(argv)
     from .train import TrainConfig, default_command, run
 

@@ -6,6 +6,8 @@ named outputs:
 
 - ``probability`` (N, 1): the Keras model's only output, or its ``probability`` output;
 - ``ood_distance`` (N, 1): when the Keras model has that output;
+- ``features`` (N, C): the pooled backbone features, when the Keras model has
+  that output (fine-tuned models: site adaptation fits heads on them);
 - ``gradcam`` (N, h, w): Grad-CAM before its ReLU and resize, when the score
   it explains is linear in the spatial average of the Grad-CAM layer (see
   :func:`linear_gradcam_head`); absent otherwise, and the worker then falls
@@ -154,25 +156,26 @@ def _serving_function(model, gradcam_layer: str | None):
     if isinstance(outputs, dict):
         if "probability" not in outputs:
             raise ExportError(f"model outputs are {sorted(outputs)}; a 'probability' output is required")
-        named = {key: outputs[key] for key in ("probability", "ood_distance") if key in outputs}
+        named = {key: outputs[key] for key in ("probability", "ood_distance", "features") if key in outputs}
     elif len(model.outputs) == 1:
         named = {"probability": model.outputs[0]}
     else:
         raise ExportError("model has several unnamed outputs; expected one probability or a dict of outputs")
     head = linear_gradcam_head(model, gradcam_layer) if gradcam_layer else None
     if head is not None:
-        named["features"] = model.get_layer(gradcam_layer).output
+        named["gradcam_features"] = model.get_layer(gradcam_layer).output
     graph = keras.Model(model.inputs, named)
     size = tuple(model.input_shape[1:])
 
     def serve(image):
         out = graph(image, training=False)
         result = {"probability": out["probability"]}
-        if "ood_distance" in out:
-            result["ood_distance"] = out["ood_distance"]
+        for key in ("ood_distance", "features"):
+            if key in out:
+                result[key] = out[key]
         if head is not None:
             dense, score = head
-            features = tf.cast(out["features"], tf.float32)
+            features = tf.cast(out["gradcam_features"], tf.float32)
             h, w = features.shape[1], features.shape[2]
             scale = 1.0 / (h * w)
             if score == "sigmoid":

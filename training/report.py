@@ -222,10 +222,12 @@ def _metric_table(cv_report, baseline) -> str:
 
 def _per_fold_table(cv_report) -> str:
     cols = ("roc_auc", "sensitivity", "specificity", "balanced_accuracy", "brier", "ece")
-    rows = ["| fold | n | C | " + " | ".join(cols) + " |", "| --- " * (len(cols) + 3) + "|"]
+    has_c = all("c" in info for info in cv_report["fold_info"])  # fine-tuned models have no C
+    rows = ["| fold | n | " + "C | " * has_c + " | ".join(cols) + " |", "| --- " * (len(cols) + 2 + has_c) + "|"]
     for f, info in zip(cv_report["per_fold"], cv_report["fold_info"], strict=True):
         n = f["tp"] + f["tn"] + f["fp"] + f["fn"]
-        rows.append(f"| {info['fold'] + 1} | {n} | {info['c']:g} | " + " | ".join(f"{f[c]:.3f}" for c in cols) + " |")
+        c = f"{info['c']:g} | " if has_c else ""
+        rows.append(f"| {info['fold'] + 1} | {n} | {c}" + " | ".join(f"{f[c]:.3f}" for c in cols) + " |")
     return "\n".join(rows)
 
 
@@ -243,6 +245,22 @@ def _robustness_table(rob) -> str:
             f"| {r['ood_rate']:.3f} |"
         )
     return "\n".join(rows)
+
+
+def _description(meta) -> str:
+    t = meta["training"]
+    size = f"Input {meta['input_size']}x{meta['input_size']}, preprocessing `{meta['preprocessing']}`"
+    if "finetune" in t:
+        ft = t["finetune"]
+        return (
+            f"{t['backbone']['architecture']}: {ft['epochs']} epochs per fit, fresh augmentation every epoch, "
+            f"BatchNorm frozen; logit layer on the pooled features, temperature-scaled.\n{size}; "
+            f"test-time augmentation: {ft['tta']}."
+        )
+    return (
+        "Frozen ImageNet MobileNetV2 (pooled 1280-d features) + logistic-regression head, temperature-scaled.\n"
+        f"{size},\n{t['augmented_copies']} augmented feature copies per training image."
+    )
 
 
 def evaluation_markdown(meta, cv_report, baseline, rob) -> str:
@@ -275,9 +293,7 @@ def evaluation_markdown(meta, cv_report, baseline, rob) -> str:
     )
     return f"""# Evaluation: {meta["name"]} v{meta["version"]}
 
-Frozen ImageNet MobileNetV2 (pooled 1280-d features) + logistic-regression head, temperature-scaled.
-Input {meta["input_size"]}x{meta["input_size"]}, preprocessing `{meta["preprocessing"]}`,
-{t["augmented_copies"]} augmented feature copies per training image.
+{_description(meta)}
 {cv_report["folds"]}-fold cross-validation, stratified by label, near-duplicate groups kept within one fold
 (seed {cv_report["seed"]}); {cv_report["n_images"]} images. Threshold-dependent metrics at the shipped threshold
 {meta["threshold"]:.4f} on temperature-scaled probabilities.

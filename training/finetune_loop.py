@@ -1,0 +1,178 @@
+"""One fine-tuning fit with per-epoch checkpoints, and batched prediction.
+
+A fit's folder (``RUN_DIR/fold-<k>`` or ``RUN_DIR/final``) holds:
+
+- ``ckpt-e<E>.weights.h5`` and ``ckpt-e<E>.opt.npz``: the model's weights
+  and the optimizer's variables (moments, iteration count) after epoch
+  ``E``; ``checkpoint.json`` names the latest pair and is replaced
+  atomically only after both files are complete, so a run killed at any
+  moment resumes from the last complete epoch;
+- ``model.weights.h5`` and ``done.json`` when the fit is complete.
+
+Randomness is derived, not stored: epoch ``e`` of fit ``k`` reseeds Keras
+(``keras.utils.set_random_seed``) and the dropout layer from
+``(seed, k, e)``, and its batches are shuffled and augmented from the same
+numbers (``training.batches``), so a resumed fit sees exactly the batches
+and dropout masks an uninterrupted one would have.
+
+Keras 3 only, any backend; no TensorFlow import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .batches import BatchPlan, keras_dataset
+from .finetune_model import DROPOUT_LAYER, build_finetune_model, prediction_model
+
+CHECKPOINT = "checkpoint.json"
+DONE = "done.json"
+WEIGHTS = "model.weights.h5"
+
+
+def write_json_atomic(path: Path, data) -> None:
+    tmp = Path(path).with_name(Path(path).name + ".part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def epoch_seed(seed: int, fit: int, epoch: int) -> int:
+    return int(np.random.default_rng([seed, fit + 1, epoch + 1]).integers(0, 2**31 - 1))
+
+
+def make_model(config, fit: int):
+    """A fresh model and its compiled optimizer (AdamW, linear warm-up over
+    the first epoch, then cosine decay to zero at the last step)."""
+    import keras
+
+    keras.utils.set_random_seed(epoch_seed(config.seed, fit, -1))
+    model = build_finetune_model(
+        config.backbone, config.image_size, config.unfreeze_blocks, config.weights_path, config.dropout, config.seed
+    )
+    return model
+
+
+def compile_model(model, config, steps_per_epoch: int):
+    import keras
+
+    total = max(1, steps_per_epoch * config.epochs)
+    warmup = min(steps_per_epoch, total - 1) if config.epochs > 1 else 0
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(1, total - warmup),
+        alpha=0.0,
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    optimizer.build(model.trainable_variables)
+    return model
+
+
+def save_checkpoint(fit_dir: Path, model, epoch: int, history: list) -> None:
+    w = fit_dir / f"ckpt-e{epoch}.weights.h5"
+    o = fit_dir / f"ckpt-e{epoch}.opt.npz"
+    tmp_w = fit_dir / f"ckpt-e{epoch}.part.weights.h5"
+    model.save_weights(tmp_w)
+    os.replace(tmp_w, w)
+    tmp_o = fit_dir / f"ckpt-e{epoch}.opt.part.npz"
+    np.savez(tmp_o, *[np.asarray(v) for v in model.optimizer.variables])
+    os.replace(tmp_o, o)
+    state = {"epoch": epoch, "weights": w.name, "optimizer": o.name, "history": history}
+    write_json_atomic(fit_dir / CHECKPOINT, state)
+    for old in fit_dir.glob("ckpt-e*"):
+        if old.name not in (w.name, o.name):
+            old.unlink(missing_ok=True)
+
+
+def load_checkpoint(fit_dir: Path, model) -> tuple[int, list]:
+    """Restore the latest checkpoint into ``model`` (compiled); returns
+    ``(epochs done, history)``, ``(0, [])`` if there is none."""
+    path = fit_dir / CHECKPOINT
+    if not path.is_file():
+        return 0, []
+    ck = json.loads(path.read_text(encoding="utf-8"))
+    model.load_weights(fit_dir / ck["weights"])
+    with np.load(fit_dir / ck["optimizer"]) as arrays:
+        values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    if len(values) != len(model.optimizer.variables):
+        n = len(model.optimizer.variables)
+        raise RuntimeError(f"{path}: optimizer state has {len(values)} variables, expected {n}")
+    for var, value in zip(model.optimizer.variables, values, strict=True):
+        var.assign(value)
+    return int(ck["epoch"]), list(ck["history"])
+
+
+def _reseed(model, seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    dropout = model.get_layer(DROPOUT_LAYER)
+    state = dropout.seed_generator.state
+    state.assign(np.array([seed % (2**31 - 1), 0], dtype=state.dtype))
+
+
+def fit(config, cache, train_idx, fit: int, fit_dir: Path, progress, stop=None):
+    """Train (or resume, or load if complete) fit number ``fit`` on
+    ``train_idx``; returns the trained model. ``stop(fit, epoch)`` returning
+    True ends the run after that epoch's checkpoint (tests, time limits)."""
+    fit_dir = Path(fit_dir)
+    fit_dir.mkdir(parents=True, exist_ok=True)
+    model = make_model(config, fit)
+    if (fit_dir / DONE).is_file():
+        model.load_weights(fit_dir / WEIGHTS)
+        return model
+    steps = len(BatchPlan(cache, train_idx, config.batch_size, config.preprocessing))
+    compile_model(model, config, steps)
+    start, history = load_checkpoint(fit_dir, model)
+    if start:
+        progress(f"[{fit_dir.name}] resuming after epoch {start}/{config.epochs}")
+    for epoch in range(start, config.epochs):
+        t0 = time.time()
+        _reseed(model, epoch_seed(config.seed, fit, epoch))
+        plan = BatchPlan(
+            cache, train_idx, config.batch_size, config.preprocessing,
+            augment=True, seed=config.seed, fold=fit, epoch=epoch,
+        )  # fmt: skip
+        h = model.fit(keras_dataset(plan, config.workers), epochs=1, verbose=0)
+        loss = float(h.history["loss"][-1])
+        seconds = time.time() - t0
+        history.append({"epoch": epoch + 1, "loss": loss, "seconds": round(seconds, 1)})
+        save_checkpoint(fit_dir, model, epoch + 1, history)
+        progress(
+            f"[{fit_dir.name}] epoch {epoch + 1}/{config.epochs} loss {loss:.4f} "
+            f"({seconds:.0f}s, {len(train_idx) / seconds:.1f} img/s)"
+        )
+        if stop is not None and stop(fit, epoch + 1):
+            raise StopRun(f"stopped after {fit_dir.name} epoch {epoch + 1}")
+    model.save_weights(fit_dir / WEIGHTS)
+    write_json_atomic(fit_dir / DONE, {"epochs": config.epochs, "history": history})
+    return model
+
+
+class StopRun(Exception):
+    """Raised by :func:`fit` when asked to stop (the checkpoint is on disk)."""
+
+
+def predict(model, cache, indices, config, hflip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features (N, C) float32 and logits (N,) float64 of the clean
+    ``indices``; with ``hflip_tta`` both are averaged with the mirrored image's."""
+    pm = prediction_model(model)
+    outs = []
+    for hflip in (False, True) if hflip_tta else (False,):
+        plan = BatchPlan(cache, indices, config.batch_size, config.preprocessing, hflip=hflip)
+        feats, logits = [], []
+        for b in range(len(plan)):
+            out = pm.predict_on_batch(plan[b])
+            feats.append(np.asarray(out["features"], dtype=np.float32))
+            logits.append(np.asarray(out["logit"], dtype=np.float64).ravel())
+        outs.append((np.concatenate(feats), np.concatenate(logits)))
+    features = np.mean([o[0] for o in outs], axis=0).astype(np.float32)
+    logit = np.mean([o[1] for o in outs], axis=0)
+    return features, logit
