@@ -67,20 +67,18 @@ def sweep() -> dict[str, int]:
 
 def _reclaim_expired_leases() -> list:
     now = timezone.now()
+    expired = Prediction.objects.expired_leases(now=now)
+    # Rows running since before leases existed: presumed dead one lease after their start.
+    legacy = Prediction.objects.filter(
+        status=Prediction.Status.RUNNING,
+        lease_expires_at__isnull=True,
+        started_at__lt=now - timedelta(seconds=settings.SKINCARE_PREDICTION_LEASE_SECONDS),
+    )
+    if not (expired.exists() or legacy.exists()):
+        return []  # the usual case: no transaction, no lock
     with transaction.atomic():
-        ids = list(
-            Prediction.objects.expired_leases(now=now)
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:BATCH]
-        )
-        legacy = timezone.now() - timedelta(seconds=settings.SKINCARE_PREDICTION_LEASE_SECONDS)
-        ids += list(
-            Prediction.objects.filter(
-                status=Prediction.Status.RUNNING, lease_expires_at__isnull=True, started_at__lt=legacy
-            )
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:BATCH]
-        )
+        ids = list(expired.select_for_update(skip_locked=True).values_list("pk", flat=True)[:BATCH])
+        ids += list(legacy.select_for_update(skip_locked=True).values_list("pk", flat=True)[:BATCH])
         Prediction.objects.filter(pk__in=ids).update(
             status=Prediction.Status.PENDING, queued_at=now, sent_at=None, lease_token=None, lease_expires_at=None
         )

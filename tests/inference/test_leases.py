@@ -168,6 +168,11 @@ class TestSweeper:
         assert (prediction.status, prediction.lease_token) == ("pending", None)
         assert prediction.sent_at is not None
 
+    def test_a_row_left_running_before_leases_existed_is_queued_again(self, prediction, broker, queued_predictions):
+        Prediction.objects.filter(pk=prediction.pk).update(status="running", started_at=self.old(3600))
+        assert sweeper.sweep()["expired_leases"] == 1
+        assert queued_predictions == [(str(prediction.pk),)]
+
     def test_a_live_lease_is_left_alone(self, prediction, broker, queued_predictions):
         lease(prediction, seconds=60)
         assert not any(sweeper.sweep().values())
