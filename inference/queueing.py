@@ -14,7 +14,7 @@ import logging
 import time
 
 from celery import current_app
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from .models import Prediction
@@ -73,7 +73,7 @@ def _send(prediction_id: str, *, backoff: bool = True) -> bool:
         return False
     try:
         Prediction.objects.filter(pk=prediction_id).update(sent_at=timezone.now())
-    except DatabaseError as exc:
+    except Exception as exc:  # the database gone a moment after the commit, most likely
         # Sent but not recorded: the sweeper sends it once more, which a
         # lease makes harmless (the second delivery does nothing).
         logger.warning("Prediction %s sent, but sent_at not recorded: %s", prediction_id, exc)
