@@ -33,15 +33,25 @@ class TokenStateFilter(admin.SimpleListFilter):
 class DeviceTokenAdmin(HistoryAdmin):
     """API tokens: listed and revoked here, issued only by the API (the secret is shown once, there)."""
 
-    list_display = ["name", "user", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at", "usable"]
+    list_display = [
+        "name",
+        "user",
+        "prefix",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_reason",
+        "usable",
+    ]
     list_filter = [TokenStateFilter, "created_at", "expires_at"]
     list_select_related = ["user"]
     search_fields = ["name", "=prefix", "user__username"]
     date_hierarchy = "created_at"
-    # Never the token hash: not on the page, not in the trail.
-    fields = ["user", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    # Never the token hash or the credential fingerprint: not on the page, not in the trail.
+    fields = ["user", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at", "revoked_reason"]
     readonly_fields = fields
-    audit_hidden_fields = ["token_hash"]
+    audit_hidden_fields = ["token_hash", "credential_fingerprint"]
     actions = ["revoke"]
 
     @admin.display(boolean=True, description="Usable")
@@ -67,7 +77,7 @@ class DeviceTokenAdmin(HistoryAdmin):
         for token in tokens:
             if token.revoked_at is not None:
                 continue
-            revoke_token(token)
+            revoke_token(token, reason="admin")
             log_action(
                 user=request.user,
                 obj=token,

@@ -9,9 +9,16 @@ messages; "non_field_errors" for the request as a whole).
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -22,6 +29,12 @@ class RequestTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
     default_code = "request_too_large"
+
+
+class TooManyParts(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request has too many fields or files."
+    default_code = "too_many_parts"
 
 
 class IdempotencyKeyReused(exceptions.APIException):
@@ -45,6 +58,11 @@ CODES = {
 }
 
 
+def is_api(request) -> bool:
+    """Whether ``request`` is for the API, whose every answer (errors included) is JSON."""
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
 def error_body(code, message, fields=None):
     error = {"code": code, "message": message}
     if fields is not None:
@@ -66,6 +84,8 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound("No such record.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, SuspiciousOperation):
+        exc = _suspicious(exc)
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -83,7 +103,26 @@ def exception_handler(exc, context):
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             message = f"Too many requests; retry in {int(exc.wait) + 1} seconds."
         response.data = error_body(code, message)
+    _render_as_json(context)
     return response
+
+
+def _render_as_json(context):
+    """Errors are JSON whatever was negotiated (the browsable API, the schema's YAML, the docs' HTML)."""
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+
+
+def _suspicious(exc):
+    """Django's refusals while reading a body (too big, too many parts) as the API's errors, not a 400 page."""
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLarge()
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return TooManyParts()
+    logger.warning("Suspicious API request refused: %s", type(exc).__name__)
+    return exceptions.ParseError("The request is malformed.")
 
 
 def _plain(detail):
@@ -104,7 +143,7 @@ def _first_message(value):
 
 def server_error(request, *args, **kwargs):
     """handler500: JSON under /api/, Django's plain page elsewhere."""
-    if request.path.startswith("/api/"):
+    if is_api(request):
         return JsonResponse(error_body("server_error", "Internal server error."), status=500)
     from django.views.defaults import server_error as default
 
@@ -117,11 +156,34 @@ def json_response(status_code, code, message):
 
 def not_found(request, exception=None, *args, **kwargs):
     """handler404: JSON under /api/, Django's plain page elsewhere."""
-    if request.path.startswith("/api/"):
+    if is_api(request):
         return JsonResponse(error_body("not_found", "No such endpoint or record."), status=404)
     from django.views.defaults import page_not_found
 
     return page_not_found(request, exception, *args, **kwargs)
+
+
+def bad_request(request, exception=None, *args, **kwargs):
+    """handler400 (Django's refusals outside a DRF view): JSON under /api/."""
+    if is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            body = error_body("request_too_large", RequestTooLarge.default_detail)
+            return JsonResponse(body, status=413)
+        if isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+            return JsonResponse(error_body("too_many_parts", TooManyParts.default_detail), status=400)
+        return JsonResponse(error_body("bad_request", "The request is malformed."), status=400)
+    from django.views.defaults import bad_request as default
+
+    return default(request, exception, *args, **kwargs)
+
+
+def permission_denied(request, exception=None, *args, **kwargs):
+    """handler403 (a CSRF or Django-level refusal): JSON under /api/."""
+    if is_api(request):
+        return JsonResponse(error_body("permission_denied", "You may not do this."), status=403)
+    from django.views.defaults import permission_denied as default
+
+    return default(request, exception, *args, **kwargs)
 
 
 def lockout_response(request, original_response=None, credentials=None):
@@ -136,7 +198,7 @@ def lockout_response(request, original_response=None, credentials=None):
 
     cool_off = get_cool_off(request)
     seconds = int(cool_off.total_seconds()) if cool_off else None
-    if request.path.startswith("/api/"):
+    if is_api(request):
         wait = f" Try again in {seconds // 60} minutes." if seconds else ""
         response = JsonResponse(error_body("locked_out", "Too many failed sign-ins." + wait), status=429)
         if seconds:

@@ -5,11 +5,21 @@ Both tables were created by the ``cases`` app and keep their names
 with state-only migrations, so no row was touched.
 """
 
+import hashlib
+import hmac
 import uuid
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+
+def credential_fingerprint(user) -> str:
+    """A digest of ``user``'s stored password hash: it changes whenever the password does.
+
+    Reveals nothing the user table does not already hold (the hash is salted).
+    """
+    return hashlib.sha256(b"skincare-device-token\0" + (user.password or "").encode()).hexdigest()
 
 
 class DeviceToken(models.Model):
@@ -29,6 +39,13 @@ class DeviceToken(models.Model):
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A digest of the user's password hash when the token was issued
+    # (api.tokens.credential_fingerprint): a password changed by any path
+    # (portal, admin, reset, manage.py changepassword) no longer matches, and
+    # the token is revoked on its next use.
+    credential_fingerprint = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # Why the token was revoked: "user", "admin", "password_changed", "deactivated", "no_clinic".
+    revoked_reason = models.CharField(max_length=32, blank=True, default="", editable=False)
 
     class Meta:
         db_table = "cases_devicetoken"
@@ -39,7 +56,16 @@ class DeviceToken(models.Model):
 
     @property
     def is_usable(self):
-        return self.revoked_at is None and self.expires_at > timezone.now() and self.user.is_active
+        """Not revoked or expired, and its user active with the password it was issued under.
+
+        (Whether the user is still in a clinic is checked when it is used: api.tokens.)
+        """
+        return (
+            self.revoked_at is None
+            and self.expires_at > timezone.now()
+            and self.user.is_active
+            and hmac.compare_digest(self.credential_fingerprint, credential_fingerprint(self.user))
+        )
 
 
 class IdempotencyRecord(models.Model):

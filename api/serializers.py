@@ -37,12 +37,15 @@ def _json_type_error(field, value):
 class StrictMixin:
     """Unknown fields are an error (400), not silently ignored: a typo in an
     app must not drop a clinical value on the floor. In JSON bodies each
-    value must have its field's JSON type (no 12 for "12")."""
+    value must have its field's JSON type (no 12 for "12"); in forms each
+    field comes once (two ``file`` parts would otherwise keep the last)."""
 
     def to_internal_value(self, data):
         if hasattr(data, "keys"):
             writable = {name: field for name, field in self.fields.items() if not field.read_only}
             errors = {name: ["Unknown field."] for name in sorted(set(data.keys()) - set(writable))}
+            if hasattr(data, "getlist"):  # a form: QueryDict keeps every repeated part
+                errors.update({name: ["Sent more than once."] for name in data.keys() if len(data.getlist(name)) > 1})
             if isinstance(data, dict) and not hasattr(data, "getlist"):  # JSON, not a form
                 for name, field in writable.items():
                     if name in data and (wanted := _json_type_error(field, data[name])):

@@ -10,6 +10,8 @@ Retry-After.
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from core.http import client_address
+
 from .models import DeviceToken
 
 
@@ -48,9 +50,17 @@ class UploadThrottle(UserThrottle):
 
 
 class AuthThrottle(_SettingsRate):
-    """Password attempts for token creation, per client address."""
+    """Password attempts for token creation, per client address.
+
+    The address is ``core.http.client_address``: X-Forwarded-For counts
+    only through the proxies ``SKINCARE_TRUSTED_PROXIES`` says are there, so
+    a client cannot get a fresh budget by sending a new header each time.
+    """
 
     scope = "auth"
+
+    def get_ident(self, request):
+        return client_address(request)
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -17,6 +17,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 
+from core.access import users_access_changed
 from core.admin import HistoryAdmin, StaffViewMixin
 from core.audit import AuditedAdminMixin
 from core.images import check_upload
@@ -116,6 +117,23 @@ class ClinicAdmin(ClinicRecordAdmin):
         # A new clinic has no administrators yet.
         return request.user.is_active and request.user.is_superuser
 
+    # Members added, moved or removed here: their device tokens follow at once (core.access).
+    def save_formset(self, request, form, formset, change):
+        before = set(formset.queryset.values_list("user_id", flat=True)) if formset.model is Membership else set()
+        super().save_formset(request, form, formset, change)
+        if formset.model is Membership:
+            users_access_changed(before | set(form.instance.memberships.values_list("user_id", flat=True)))
+
+    def delete_model(self, request, obj):
+        members = set(obj.memberships.values_list("user_id", flat=True))
+        super().delete_model(request, obj)
+        users_access_changed(members)
+
+    def delete_queryset(self, request, queryset):
+        members = set(Membership.objects.filter(clinic__in=queryset).values_list("user_id", flat=True))
+        super().delete_queryset(request, queryset)
+        users_access_changed(members)
+
 
 @admin.register(Membership)
 class MembershipAdmin(ClinicRecordAdmin):
@@ -124,6 +142,21 @@ class MembershipAdmin(ClinicRecordAdmin):
     list_select_related = ["user", "clinic"]
     search_fields = ["user__username", "user__first_name", "user__last_name", "clinic__name"]
     date_hierarchy = "created_at"
+
+    # A user who leaves their last clinic loses their device tokens at once (core.access).
+    def save_model(self, request, obj, form, change):
+        before = Membership.objects.filter(pk=obj.pk).values_list("user_id", flat=True).first() if change else None
+        super().save_model(request, obj, form, change)
+        users_access_changed({before, obj.user_id})
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        users_access_changed({obj.user_id})
+
+    def delete_queryset(self, request, queryset):
+        users = set(queryset.values_list("user_id", flat=True))
+        super().delete_queryset(request, queryset)
+        users_access_changed(users)
 
 
 @admin.register(Patient)
@@ -194,6 +227,9 @@ class LesionImageAdmin(ClinicRecordAdmin):
         "width",
         "height",
         "byte_size",
+        "metadata_removed",  # what sanitizing took out of the upload (core/imagemeta.py)
+        "device_make",
+        "device_model",
         "uploaded_by",
         "uploaded_at",
     ]

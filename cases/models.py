@@ -147,6 +147,12 @@ class LesionImage(models.Model):
     width = models.PositiveIntegerField(editable=False)
     height = models.PositiveIntegerField(editable=False)
     byte_size = models.PositiveIntegerField(editable=False)
+    # What was taken out of the upload before it was stored (core.imagemeta:
+    # "exif", "xmp", "comment", "trailing-data", "animation", "orientation"...),
+    # and the device make and model its EXIF named (never its serial numbers).
+    metadata_removed = models.JSONField(default=list, blank=True, editable=False)
+    device_make = models.CharField(max_length=100, blank=True, default="", editable=False)
+    device_model = models.CharField(max_length=100, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["captured_at"]

@@ -11,7 +11,7 @@ from . import permissions
 
 def patients_for(user, *, query=""):
     patients = permissions.patients_visible_to(user).select_related("clinic")
-    query = query.strip()
+    query = query.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL: never a 500
     if query:
         patients = patients.filter(
             Q(medical_record_number__icontains=query) | Q(given_name__icontains=query) | Q(family_name__icontains=query)

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from core.images import check_upload
+from core.images import check_upload, inspect_image, sanitize
 
 from . import permissions
 from .models import Lesion, LesionImage, Patient, Review
@@ -90,7 +90,10 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
     """Validate and store an image of ``lesion``; request its prediction on commit.
 
     ``file`` is any readable binary file (an UploadedFile, a File, BytesIO),
-    or the ``core.images.CheckedImage`` a form already made of it. Raises
+    or the ``core.images.CheckedImage`` a form already made of it. Only the
+    sanitized bytes are stored (metadata, extra frames and trailing data
+    removed; see core/imagemeta.py), and the row's sha256, size and
+    dimensions describe them. Raises
     ValidationError (keyed by this function's argument names, so every door
     shows it as it is) for anything that is not a usable JPEG or PNG, and
     PermissionDenied if ``uploader`` is not in the patient's clinic; in both
@@ -120,6 +123,9 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
         width=info.width,
         height=info.height,
         byte_size=info.byte_size,
+        metadata_removed=list(checked.removed),
+        device_make=checked.device_make,
+        device_model=checked.device_model,
     )
     stored_name = None
     try:
@@ -148,6 +154,34 @@ def _row_exists(image) -> bool:
     except Exception:
         logger.exception("Cannot tell whether image %s was stored: its file is kept", image.pk)
         return True  # an orphan file is swept later; a deleted one is lost for good
+
+
+def sanitize_stored_image(*, image) -> bool:
+    """Rewrite an image stored before uploads were sanitized; True if its bytes changed.
+
+    The new file replaces the old one (whose name and sha256 go); the row's
+    sha256, size, dimensions and removal record then describe the new bytes.
+    An EXIF rotation is applied to the pixels, so the model's view of the
+    image is unchanged. Run by ``manage.py sanitize_stored_images``.
+    """
+    with image.image.open("rb") as fh:
+        original = fh.read()
+    clean = sanitize(original)
+    if clean.data == original:
+        return False
+    info = inspect_image(clean.data)
+    old_name = image.image.name
+    with transaction.atomic():
+        image.image.save("upload", ContentFile(clean.data), save=False)
+        image.sha256, image.byte_size = info.sha256, info.byte_size
+        image.width, image.height = info.width, info.height
+        image.metadata_removed = list(dict.fromkeys([*image.metadata_removed, *clean.removed]))
+        image.device_make = image.device_make or clean.device_make
+        image.device_model = image.device_model or clean.device_model
+        image.save()
+        transaction.on_commit(lambda: default_storage.delete(old_name))
+    logger.info("Sanitized stored image %s (removed %s)", image.id, ", ".join(clean.removed))
+    return True
 
 
 def _image_stored(image):

@@ -13,6 +13,7 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.utils.html import format_html, format_html_join
 
+from .access import user_access_changed
 from .audit import HIDDEN, AuditedAdminMixin
 from .models import AuditEvent
 from .roles import can_view_admin
@@ -93,7 +94,17 @@ admin.site.unregister(Group)
 
 @admin.register(User)
 class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
-    pass
+    """Deactivating a user, or setting their password, ends their device tokens at once (core.access)."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        user_access_changed(obj)
+
+    def user_change_password(self, request, id, form_url=""):
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:  # saved
+            user_access_changed(User.objects.get(pk=id))
+        return response
 
 
 @admin.register(Group)

@@ -3,39 +3,38 @@
 Portal, API and admin views check who may see a record, then answer through
 ``private_file_response``; none of them builds its own file response, so the
 headers that keep clinical images out of shared caches are set in one place.
+
+Files are served exactly as stored. Images were sanitized when they were
+uploaded (``core.imagemeta``: no EXIF, XMP, comments, extra frames or
+trailing data), so no door rewrites bytes on the way out and every door
+serves the same bytes with the same headers.
 """
 
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404
 
-from .imagemeta import strip_metadata
-from .images import media_type_of
+# A stored file is only ever an image: if a browser is ever tricked into
+# rendering one as a document, it may run nothing, load nothing and act as
+# its own origin.
+FILE_CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox"
+# What Django's never_cache sends (the admin wraps every view in it), so the
+# same file carries the same header whichever door served it.
+NO_STORE = "private, no-store, max-age=0, no-cache, must-revalidate"
 
 
-def private_file_response(field_file, *, content_type, transform=None):
-    """The bytes of ``field_file`` (a stored FieldFile), never cached; 404 when there is none.
+def private_file_response(field_file, *, content_type):
+    """The stored bytes of ``field_file`` (a FieldFile), never cached; 404 when there is none.
 
-    ``transform(data) -> bytes`` rewrites the bytes on their way out (for
-    example to drop metadata); without it the file is streamed as stored.
     The caller has already checked that the user may see the record.
     """
     if not field_file:
         raise Http404("There is no such file.")
-    if transform is None:
-        response = FileResponse(field_file.open("rb"), content_type=content_type)
-    else:
-        with field_file.open("rb") as fh:
-            response = HttpResponse(transform(fh.read()), content_type=content_type)
+    response = FileResponse(field_file.open("rb"), content_type=content_type)
     # Clinical images (and anything derived from them) must not linger in
-    # shared or proxy caches, nor be sniffed into another type.
-    response["Cache-Control"] = "private, no-store"
+    # shared or proxy caches, nor be sniffed into another type, nor be
+    # embedded by another site.
+    response["Cache-Control"] = NO_STORE
     response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = FILE_CONTENT_SECURITY_POLICY
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    response["Content-Disposition"] = "inline"
     return response
-
-
-def private_image_response(field_file, image_format):
-    """A stored clinical image without its metadata (EXIF GPS, device serials, XMP, comments)."""
-    return private_file_response(
-        field_file,
-        content_type=media_type_of(image_format),
-        transform=lambda data: strip_metadata(data, image_format),
-    )

@@ -1,5 +1,9 @@
 """The one definition of an acceptable image, and the one check every upload passes.
 
+An accepted upload is reduced to its pixels (``core.imagemeta``) before
+anything else sees it: what ``check_upload`` returns, and what is stored and
+served, is the sanitized file, and ``ImageInfo`` describes those bytes.
+
 Uses Pillow only (no model runtime): the web process must stay light. Every
 door (portal, API, admin, management commands) hands its file to
 ``cases.services.add_lesion_image``, which checks it here; a door that
@@ -8,6 +12,7 @@ the ``CheckedImage`` it got on to the service, so each upload is decoded once.
 """
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -15,7 +20,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image
 
-from training.preprocessing import ImageError, open_image
+from training.preprocessing import MAX_PIXELS, ImageError, open_image
+
+from .imagemeta import Sanitized, SanitizeError, sanitize_image
 
 
 @dataclass(frozen=True)
@@ -60,8 +67,12 @@ class CheckedImage:
     """An upload that passed ``check_upload``: its bytes and what they are."""
 
     name: str
-    data: bytes
+    data: bytes  # the sanitized bytes, the only ones ever stored
     info: ImageInfo
+    # What sanitizing took out of the upload, and the device it names.
+    removed: tuple[str, ...] = ()
+    device_make: str = ""
+    device_model: str = ""
 
 
 def read_upload(file) -> bytes:
@@ -82,17 +93,30 @@ def read_upload(file) -> bytes:
     return data
 
 
-def inspect_image(data: bytes) -> ImageInfo:
-    """Decode ``data`` fully (catching truncation and decompression bombs)."""
+def probe_format(data: bytes) -> str:
+    """The allowed format ``data`` claims to be, from its header alone (nothing decoded yet)."""
     try:
-        with Image.open(BytesIO(data)) as probe:
-            image_format = probe.format
+        # Pillow warns about damaged metadata while reading headers; the
+        # metadata is about to be dropped, so the warnings are only noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(BytesIO(data)) as probe:
+                image_format, (width, height) = probe.format, probe.size
     except Image.DecompressionBombError:
         raise ValidationError("The image has too many pixels to be processed safely.", code="too_many_pixels") from None
     except Exception:
-        image_format = None
+        image_format, width, height = None, 0, 0
     if image_format not in FORMATS:
         raise ValidationError("The file is not a JPEG or PNG image.", code="unsupported_format")
+    if width * height > MAX_PIXELS:
+        # Refused before sanitizing, which may decode the pixels.
+        raise ValidationError("The image has too many pixels to be processed safely.", code="too_many_pixels")
+    return image_format
+
+
+def inspect_image(data: bytes) -> ImageInfo:
+    """Decode ``data`` fully (catching truncation and decompression bombs)."""
+    image_format = probe_format(data)
     try:
         img = open_image(data)
     except ImageError as exc:
@@ -106,12 +130,29 @@ def inspect_image(data: bytes) -> ImageInfo:
     )
 
 
-def check_upload(file) -> CheckedImage:
-    """Read and check ``file`` (any readable binary file, or an already ``CheckedImage``).
+def sanitize(data: bytes) -> Sanitized:
+    """``data`` reduced to its pixels (``core.imagemeta``); ValidationError if that is impossible."""
+    try:
+        return sanitize_image(data, probe_format(data))
+    except SanitizeError as exc:
+        raise ValidationError(f"The image cannot be used: {exc}.", code="invalid_image") from exc
 
-    Raises ValidationError with the reason; nothing is stored here.
+
+def check_upload(file) -> CheckedImage:
+    """Read, sanitize and check ``file`` (any readable binary file, or an already ``CheckedImage``).
+
+    The full decode runs on the sanitized bytes, so what is stored is known
+    to be a usable image. Raises ValidationError with the reason; nothing is
+    stored here.
     """
     if isinstance(file, CheckedImage):
         return file
-    data = read_upload(file)
-    return CheckedImage(name=getattr(file, "name", "") or "", data=data, info=inspect_image(data))
+    clean = sanitize(read_upload(file))
+    return CheckedImage(
+        name=getattr(file, "name", "") or "",
+        data=clean.data,
+        info=inspect_image(clean.data),
+        removed=clean.removed,
+        device_make=clean.device_make,
+        device_model=clean.device_model,
+    )

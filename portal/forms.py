@@ -2,6 +2,7 @@
 services in cases.services still validate everything again on write."""
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -145,6 +146,9 @@ class UploadForm(BootstrapMixin, forms.Form):
     def clean_images(self):
         """Check every file now, so each bad one gets its own message; the service reuses the checks."""
         checked, errors = [], []
+        limit = settings.SKINCARE_MAX_UPLOAD_FILES
+        if len(self.cleaned_data["images"]) > limit:
+            raise ValidationError(f"At most {limit} images can be uploaded at once.", code="too_many_files")
         for upload in self.cleaned_data["images"]:
             try:
                 checked.append(check_upload(upload))

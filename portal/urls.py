@@ -20,7 +20,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "accounts/password/",
-        auth_views.PasswordChangeView.as_view(success_url=reverse_lazy("portal:password-change-done")),
+        views.PasswordChangeView.as_view(success_url=reverse_lazy("portal:password-change-done")),
         name="password-change",
     ),
     path(

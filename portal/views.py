@@ -6,30 +6,37 @@ clinics) and every write goes through cases.services.
 
 from collections import OrderedDict
 from datetime import datetime, time
+from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from cases import permissions, selectors, services
 from cases.models import PATIENT_DEMOGRAPHICS, AnatomicalSite
 from core import submissions
+from core.access import user_access_changed
 from core.audit import mark_listed
-from core.files import private_file_response, private_image_response
+from core.files import private_file_response
+from core.images import media_type_of
 from inference import selectors as prediction_selectors
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
 from inference.permissions import get_prediction_or_404
 
 from .forms import PatientForm, ReviewForm, UploadForm, WorklistFilterForm
 
+# Multipart framing and the form's small fields around the files.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
 WORKLIST_PAGE_SIZE = 25
 PATIENTS_PAGE_SIZE = 25
 FINISHED = {Prediction.Status.SUCCEEDED, Prediction.Status.FAILED}
@@ -158,6 +165,36 @@ def patient_detail(request, patient_id):
     )
 
 
+def upload_request_limit() -> int:
+    return settings.SKINCARE_MAX_UPLOAD_BYTES * settings.SKINCARE_MAX_UPLOAD_FILES + UPLOAD_OVERHEAD_BYTES
+
+
+def refuse_oversized_body(view):
+    """Answer 413 from the declared Content-Length, before anything reads the body.
+
+    Django's CSRF check reads ``request.POST`` (which writes every file part
+    to disk) before a view runs, so this wrapper takes the CSRF check over:
+    the view is exempt from the middleware and protected inside, after the
+    size check.
+    """
+    protected = csrf_protect(view)
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return HttpResponse("Invalid Content-Length.", status=400, content_type="text/plain")
+        limit = upload_request_limit()
+        if length > limit:
+            message = f"The upload is {length / 1e6:.0f} MB; at most {limit / 1e6:.0f} MB can be sent at once."
+            return HttpResponse(message, status=413, content_type="text/plain")
+        return protected(request, *args, **kwargs)
+
+    return wrapper
+
+
 def _captured_at(day):
     if day == timezone.localdate():
         return timezone.now()
@@ -165,6 +202,7 @@ def _captured_at(day):
 
 
 @login_required
+@refuse_oversized_body
 @require_http_methods(["GET", "POST"])
 def upload(request, patient_id):
     patient = permissions.get_patient_or_404(request.user, patient_id)
@@ -271,10 +309,10 @@ def image_status(request, image_id):
 def image_file(request, image_id):
     """The image's bytes, for users who may see its patient; 404 for anyone else.
 
-    Served without its metadata (EXIF GPS, device serials, XMP, comments).
+    Served as stored: metadata was removed when it was uploaded (core/imagemeta.py).
     """
     image = permissions.get_image_or_404(request.user, image_id)
-    return private_image_response(image.image, image.image_format)
+    return private_file_response(image.image, content_type=media_type_of(image.image_format))
 
 
 @login_required
@@ -283,3 +321,12 @@ def prediction_heatmap(request, prediction_id):
     """The prediction's Grad-CAM overlay (PNG), for users who may see its image; 404 otherwise."""
     prediction = get_prediction_or_404(request.user, prediction_id)
     return private_file_response(prediction.heatmap, content_type="image/png")
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's form; a new password also ends the user's device tokens at once (core.access)."""
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        user_access_changed(form.user)
+        return response

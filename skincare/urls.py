@@ -10,5 +10,7 @@ urlpatterns = [
 ]
 
 # JSON errors under /api/ (docs/api.md), Django's pages elsewhere.
+handler400 = "api.errors.bad_request"
+handler403 = "api.errors.permission_denied"
 handler404 = "api.errors.not_found"
 handler500 = "api.errors.server_error"

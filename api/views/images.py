@@ -12,7 +12,7 @@ from rest_framework import exceptions, generics, parsers, status
 from rest_framework.response import Response
 
 from cases import permissions, services
-from core.files import private_file_response
+from core.files import NO_STORE, private_file_response
 from core.images import media_type_of
 from inference.permissions import get_prediction_or_404
 
@@ -128,7 +128,8 @@ class ImageDetailView(ApiMixin, generics.RetrieveAPIView):
         else:
             response = Response(body)
         response["ETag"] = etag
-        response["Cache-Control"] = "private, no-cache"
+        # Patient data: no cache keeps it; the app keeps the ETag itself (docs/api.md).
+        response["Cache-Control"] = NO_STORE
         response["Vary"] = "Authorization, Cookie"
         return response
 

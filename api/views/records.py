@@ -36,7 +36,8 @@ class PatientListCreateView(ApiMixin, generics.ListCreateAPIView):
 
     def get_queryset(self):
         queryset = permissions.patients_visible_to(self.request.user).order_by("family_name", "given_name", "id")
-        search = self.request.query_params.get("search", "").strip()
+        # PostgreSQL text cannot hold NUL: drop it rather than fail with a 500.
+        search = self.request.query_params.get("search", "").replace("\x00", "").strip()
         if search:
             queryset = queryset.filter(
                 Q(given_name__icontains=search)

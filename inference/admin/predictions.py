@@ -23,7 +23,8 @@ from cases import permissions
 from cases.models import Review
 from core.admin import HistoryAdmin
 from core.audit import log_action, log_actions
-from core.files import private_file_response, private_image_response
+from core.files import private_file_response
+from core.images import media_type_of
 
 from .. import services
 from ..models import Prediction
@@ -59,6 +60,9 @@ def with_latest_review(queryset):
 
 @admin.register(Prediction)
 class PredictionAdmin(HistoryAdmin):
+    class Media:
+        css = {"all": ["inference/admin.css"]}  # the previews' sizes: no inline styles (CSP)
+
     list_display = [
         "short_id",
         "image_thumbnail",
@@ -127,7 +131,7 @@ class PredictionAdmin(HistoryAdmin):
         if not permissions.can_view_admin(request.user):
             raise PermissionDenied
         prediction = get_object_or_404(self.get_queryset(request).select_related("image"), pk=prediction_id)
-        return private_image_response(prediction.image.image, prediction.image.image_format)
+        return private_file_response(prediction.image.image, content_type=media_type_of(prediction.image.image_format))
 
     def heatmap_view(self, request, prediction_id):
         if not permissions.can_view_admin(request.user):
@@ -172,14 +176,14 @@ class PredictionAdmin(HistoryAdmin):
     @admin.display(description="Image")
     def image_preview(self, obj):
         url = reverse("admin:inference_prediction_image", args=[obj.pk])
-        return format_html('<img src="{}" alt="Lesion image" style="max-width: 320px">', url)
+        return format_html('<img src="{}" alt="Lesion image" class="prediction-preview">', url)
 
     @admin.display(description="Heatmap")
     def heatmap_preview(self, obj):
         if not obj.heatmap:
             return "—"
         url = reverse("admin:inference_prediction_heatmap", args=[obj.pk])
-        return format_html('<img src="{}" alt="Heatmap" style="max-width: 320px">', url)
+        return format_html('<img src="{}" alt="Heatmap" class="prediction-preview">', url)
 
     @admin.display(description="Heatmap file")
     def heatmap_file(self, obj):

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: CSP, Permissions-Policy and no-store on every response (core/headers.py).
+    "core.headers.SecurityHeadersMiddleware",
     # /healthz and /readyz, answered before host checks and sessions (docs/operations.md).
     "skincare.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -92,6 +94,13 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_LOCKOUT_CALLABLE = "api.errors.lockout_response"  # the JSON error shape under /api/
 AXES_RESET_ON_SUCCESS = True
+# The client's address, for lockout, throttling and the audit trail alike (core/http.py):
+# X-Forwarded-For is believed only through this many proxies in front of the
+# application; 0 ignores it and uses the connection's address.
+SKINCARE_TRUSTED_PROXIES = env.int("SKINCARE_TRUSTED_PROXIES", default=0)
+AXES_CLIENT_IP_CALLABLE = "core.http.client_address"
+# Read only if django-ipware is installed (it is not); kept in step with the above.
+AXES_IPWARE_PROXY_COUNT = SKINCARE_TRUSTED_PROXIES
 AXES_VERBOSE = False
 
 # Sessions end after this much inactivity (each request renews the clock)
@@ -195,18 +204,19 @@ SKINCARE_AUDITED_ADMIN_MODELS = [
     "cases.review",
     "inference.prediction",
 ]
-# How many proxies in front of the app may be believed about the client's
-# address (X-Forwarded-For); 0 ignores the header (core.http.client_address).
-SKINCARE_TRUSTED_PROXIES = env.int("SKINCARE_TRUSTED_PROXIES", default=0)
-
 # What cases.services.add_lesion_image calls, inside the upload's transaction,
 # for every stored image: the one explicit hook from cases to inference.
 SKINCARE_IMAGE_STORED_HOOK = "inference.services.request_prediction"
+# What core.access.user_access_changed calls when a user's password, active
+# flag or memberships change: revoke the device tokens they lost (api/tokens.py).
+SKINCARE_USER_ACCESS_CHANGED_HOOK = "api.tokens.user_access_changed"
 # Prometheus metrics at /metrics (skincare/metrics.py): off unless a token is
 # set, which scrapes then send as "Authorization: Bearer <token>".
 SKINCARE_METRICS_TOKEN = env("SKINCARE_METRICS_TOKEN", default="")
 # Uploads: anything larger than this is refused before it is decoded.
 SKINCARE_MAX_UPLOAD_BYTES = env.int("SKINCARE_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
+# Images in one portal upload; a larger request is refused before its body is read.
+SKINCARE_MAX_UPLOAD_FILES = env.int("SKINCARE_MAX_UPLOAD_FILES", default=20)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
@@ -387,6 +397,8 @@ REST_FRAMEWORK = {
         "uploads": env("SKINCARE_API_UPLOAD_RATE", default="120/min"),
         "auth": env("SKINCARE_API_AUTH_RATE", default="10/min"),
     },
+    # DRF's own address lookup (any throttle not overriding get_ident) trusts the same hops.
+    "NUM_PROXIES": SKINCARE_TRUSTED_PROXIES,
     "DEFAULT_PAGINATION_CLASS": "api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -395,7 +407,8 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON that is nested too deeply or repeats a key is a 400, not a 500 or a silent merge.
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.StrictJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 # Device tokens for the apps expire this many days after they were issued.

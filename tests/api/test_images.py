@@ -145,7 +145,7 @@ def test_polling_with_etag_is_304_until_the_prediction_changes(owner_api, image)
     url = f"/api/v1/images/{image.pk}"
     first = owner_api.get(url)
     etag = first["ETag"]
-    assert etag and first["Cache-Control"] == "private, no-cache"
+    assert etag and "no-store" in first["Cache-Control"]  # patient data: kept by the app, not a cache
     assert first.json()["prediction"]["status"] == "pending"
 
     unchanged = owner_api.get(url, HTTP_IF_NONE_MATCH=etag)
@@ -179,7 +179,8 @@ def test_image_bytes_only_through_the_authenticated_endpoint(owner_api, outsider
     response = owner_api.get(url)
     assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
     assert b"".join(response.streaming_content) == jpeg_bytes
-    assert response["Cache-Control"] == "private, no-store"
+    # As every door sends it (core.files.NO_STORE: what the admin's never_cache sends).
+    assert response["Cache-Control"] == "private, no-store, max-age=0, no-cache, must-revalidate"
     assert_error(outsider_api.get(url), 404, "not_found")
     assert_error(anonymous_api.get(url), 401, "not_authenticated")
 

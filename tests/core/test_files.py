@@ -20,8 +20,11 @@ def test_it_serves_the_stored_bytes_privately(stored):
     response = private_file_response(stored, content_type="image/png")
     assert b"".join(response.streaming_content) == b"\x89PNG bytes"
     assert response["Content-Type"] == "image/png"
-    assert response["Cache-Control"] == "private, no-store"
+    # As Django's never_cache sends it, so every door (the admin's included) sends the same.
+    assert response["Cache-Control"] == "private, no-store, max-age=0, no-cache, must-revalidate"
     assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert response["Cross-Origin-Resource-Policy"] == "same-origin"
 
 
 def test_a_missing_file_is_404():

@@ -12,7 +12,7 @@ from inference import services
 from inference.models import ModelVersion, Prediction
 from tests.api.conftest import token_client
 from tests.conftest import BASELINE_DIR, png_bytes, register_shadow_model
-from tests.factories import UserFactory
+from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -169,6 +169,8 @@ class TestApi:
 
     def test_the_shadow_heatmap_url_is_404_for_everybody(self, owner, colleague, outsider, image, shadow):
         superuser = UserFactory(username="root", is_staff=True, is_superuser=True)
+        # A device token needs a clinic (api/tokens.py): the superuser is in the image's.
+        MembershipFactory(user=superuser, clinic=image.lesion.patient.clinic)
         url = reverse("api:prediction-heatmap", args=[shadow.pk])
         for user in (owner, colleague, outsider, superuser):
             response = token_client(user).get(url)

@@ -31,7 +31,7 @@ class TestHeatmapView:
         response = client.get(heatmap_url(prediction))
         assert response.status_code == 200
         assert response["Content-Type"] == "image/png"
-        assert response["Cache-Control"] == "private, no-store"
+        assert response["Cache-Control"] == "private, no-store, max-age=0, no-cache, must-revalidate"  # as every door
         with prediction.heatmap.open("rb") as fh:
             assert b"".join(response.streaming_content) == fh.read()
 

@@ -1,6 +1,7 @@
 """The portal's pages through Django's test client (the browser tests are in test_browser.py)."""
 
 import datetime
+import hashlib
 import io
 import re
 
@@ -429,7 +430,7 @@ class TestPrivateImages:
         assert Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825)
         image = upload_image(owner, lesion, data)
         response = signed_in.get(reverse("portal:image-file", args=[image.pk]))
-        served = response.content
+        served = b"".join(response.streaming_content)
         assert response["Content-Type"] == "image/jpeg"
         assert b"Exif" not in served and b"SERIAL-12345" not in served and b"PhoneMaker" not in served
         assert b"taken at home" not in served
@@ -437,8 +438,11 @@ class TestPrivateImages:
             assert not img.getexif()
             assert img.size == (64, 48)
             img.load()
-        # The stored original is untouched (its sha256 is on record).
-        assert image.image.open("rb").read() == data
+        # Sanitized at upload: what is stored is what is served, and the row describes it.
+        assert image.image.open("rb").read() == served
+        assert image.sha256 == hashlib.sha256(served).hexdigest() and image.byte_size == len(served)
+        assert "exif" in image.metadata_removed and "comment" in image.metadata_removed
+        assert image.device_make == "PhoneMaker"
 
     def test_a_rotated_jpeg_is_served_upright(self, signed_in, owner, lesion, queued_predictions):
         img = Image.new("RGB", (60, 40), (10, 200, 10))
@@ -447,7 +451,7 @@ class TestPrivateImages:
         buffer = io.BytesIO()
         img.save(buffer, format="JPEG", exif=exif)
         image = upload_image(owner, lesion, buffer.getvalue())
-        served = signed_in.get(reverse("portal:image-file", args=[image.pk])).content
+        served = b"".join(signed_in.get(reverse("portal:image-file", args=[image.pk])).streaming_content)
         with Image.open(io.BytesIO(served)) as out:
             assert out.size == (40, 60)
             assert not out.getexif()
@@ -460,7 +464,7 @@ class TestPrivateImages:
         buffer = io.BytesIO()
         Image.new("RGB", (40, 40)).save(buffer, format="PNG", pnginfo=info)
         image = upload_image(owner, lesion, buffer.getvalue())
-        served = signed_in.get(reverse("portal:image-file", args=[image.pk])).content
+        served = b"".join(signed_in.get(reverse("portal:image-file", args=[image.pk])).streaming_content)
         assert b"51.5N" not in served
         with Image.open(io.BytesIO(served)) as out:
             assert out.size == (40, 40)
