@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench lock services chromium clean
+.PHONY: demo test lint bench lock services chromium weasyprint-deps clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,10 @@ $(VENV)/.installed-dev: requirements/base.txt requirements/ml.txt requirements/d
 	$(PY) -m pip install --quiet -r requirements/dev.txt
 	touch $@ $(VENV)/.installed-ml
 
-demo: $(VENV)/.installed-ml  ## set up and run web + worker with demo data and the shipped model
+demo: $(VENV)/.installed-ml weasyprint-deps  ## set up and run web + worker with demo data and the shipped model
 	scripts/demo.sh
 
-test: $(VENV)/.installed-dev services chromium  ## set up and run the whole test suite (PostgreSQL + Redis + chromium)
+test: $(VENV)/.installed-dev services chromium weasyprint-deps  ## set up and run the whole test suite (PostgreSQL + Redis + chromium)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 services:  ## start PostgreSQL and Redis if installed but not running
@@ -29,6 +29,9 @@ services:  ## start PostgreSQL and Redis if installed but not running
 
 chromium:  ## Debian's chromium for the browser tests
 	scripts/chromium.sh
+
+weasyprint-deps:  ## Pango and fonts for the PDF case reports (WeasyPrint)
+	scripts/weasyprint-deps.sh
 
 # CI runs `make lint` before `make test`. No database needed: the migration
 # check runs against an in-memory SQLite database.

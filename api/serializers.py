@@ -177,7 +177,9 @@ class ImageSerializer(serializers.ModelSerializer):
 
 
 class ImageUploadSerializer(StrictMixin, serializers.Serializer):
-    file = serializers.FileField(help_text="A JPEG or PNG image.", allow_empty_file=False)
+    file = serializers.FileField(
+        help_text="A JPEG or PNG image, or a single-frame DICOM file of this lesion's patient.", allow_empty_file=False
+    )
     modality = serializers.ChoiceField(choices=LesionImage.Modality.choices)
     captured_at = serializers.DateTimeField(required=False, help_text="When the photo was taken; default now.")
     client_id = serializers.UUIDField(

@@ -10,6 +10,7 @@ trailing data), so no door rewrites bytes on the way out and every door
 serves the same bytes with the same headers.
 """
 
+from django.core.files.base import ContentFile
 from django.http import FileResponse, Http404
 
 # A stored file is only ever an image: if a browser is ever tricked into
@@ -37,4 +38,15 @@ def private_file_response(field_file, *, content_type):
     response["Content-Security-Policy"] = FILE_CONTENT_SECURITY_POLICY
     response["Cross-Origin-Resource-Policy"] = "same-origin"
     response["Content-Disposition"] = "inline"
+    return response
+
+
+def private_bytes_response(data: bytes, *, content_type, filename):
+    """Bytes made for this request (a PDF report, a DICOM export), as privately as stored ones.
+
+    Sent as a download named ``filename``; the caller has already checked
+    that the user may see the record.
+    """
+    response = private_file_response(ContentFile(data, name=filename), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -21,7 +21,14 @@ from .models import AuditEvent
 logger = logging.getLogger(__name__)
 
 REFUSED_STATUSES = {401, 403, 404}
-CHANNELS = {"admin": AuditEvent.Channel.ADMIN, "api": AuditEvent.Channel.API, "portal": AuditEvent.Channel.PORTAL}
+CHANNELS = {
+    "admin": AuditEvent.Channel.ADMIN,
+    "api": AuditEvent.Channel.API,
+    "portal": AuditEvent.Channel.PORTAL,
+    # interop/ (FHIR, PDF, DICOM) serves through both doors.
+    "interop_api": AuditEvent.Channel.API,
+    "interop_portal": AuditEvent.Channel.PORTAL,
+}
 
 
 class ReadAuditMiddleware:

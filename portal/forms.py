@@ -6,9 +6,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from cases.dicom import prepare_upload
 from cases.models import AnatomicalSite, LesionImage, Patient, Review
 from core import submissions
-from core.images import ACCEPT, check_upload
+from core.images import ACCEPT
 from inference.models import Prediction
 
 
@@ -113,8 +114,9 @@ class UploadForm(BootstrapMixin, forms.Form):
     modality = forms.ChoiceField(label="Modality", choices=LesionImage.Modality.choices)
     captured_on = forms.DateField(label="Capture date", widget=DateInput())
     images = MultipleImageField(
+        # The label stays as the browser tests know it; the help text names DICOM.
         label="Images (JPEG or PNG)",
-        widget=MultipleFileInput(attrs={"accept": ACCEPT}),
+        widget=MultipleFileInput(attrs={"accept": f"{ACCEPT},application/dicom,.dcm"}),
     )
     # One-time token (core.submissions): a retried POST of this form stores nothing twice.
     form_token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
@@ -151,7 +153,7 @@ class UploadForm(BootstrapMixin, forms.Form):
             raise ValidationError(f"At most {limit} images can be uploaded at once.", code="too_many_files")
         for upload in self.cleaned_data["images"]:
             try:
-                checked.append(check_upload(upload))
+                checked.append(prepare_upload(upload))
             except ValidationError as exc:
                 errors.extend(f"{upload.name}: {message}" for message in exc.messages)
         if errors:

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from cases import permissions, selectors, services
+from cases import dicom, permissions, selectors, services
 from cases.models import PATIENT_DEMOGRAPHICS, AnatomicalSite
 from core import submissions
 from core.access import user_access_changed
@@ -235,7 +235,7 @@ def upload(request, patient_id):
                 )
                 captured_at = _captured_at(data["captured_on"])
                 for upload_file in data["images"]:
-                    services.add_lesion_image(
+                    dicom.add_image_upload(
                         uploader=request.user,
                         lesion=lesion,
                         file=upload_file,

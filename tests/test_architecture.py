@@ -18,7 +18,7 @@ LAYERS = [
     ["core"],
     ["cases"],
     ["inference"],
-    ["api", "portal"],
+    ["api", "portal", "interop"],
     ["skincare"],
 ]
 LAYER_OF = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}

@@ -11,7 +11,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, generics, parsers, status
 from rest_framework.response import Response
 
-from cases import permissions, services
+from cases import dicom, permissions
 from core.files import NO_STORE, private_file_response
 from core.images import media_type_of
 from inference.permissions import get_prediction_or_404
@@ -74,7 +74,8 @@ class ImageListCreateView(ApiMixin, generics.ListCreateAPIView):
         }
 
         def perform():
-            image = services.add_lesion_image(
+            # JPEG, PNG or a single-frame DICOM file (cases.dicom), one ingest path.
+            image = dicom.add_image_upload(
                 uploader=request.user,
                 lesion=lesion,
                 file=upload,

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "inference",
     "api",
     "portal",
+    "interop",
 ]
 
 MIDDLEWARE = [

@@ -100,12 +100,24 @@ class Command(BaseCommand):
                 for visit in range(2):
                     path = images.pop()
                     with path.open("rb") as fh:
-                        services.add_lesion_image(
+                        image = services.add_lesion_image(
                             uploader=uploader,
                             lesion=lesion,
                             file=fh,
                             modality="dermoscopic",
                             captured_at=now - datetime.timedelta(days=180 * (1 - visit) + index),
+                        )
+                    if index == 0 and lesion_no == 0 and visit == 0:
+                        # One signed review, so that a final report exists
+                        # (FHIR DiagnosticReport, PDF case report).
+                        services.add_review(
+                            reviewer=users["dr.chen"],
+                            image=image,
+                            verdict="agree",
+                            final_diagnosis="nevus",
+                            biopsy_requested=True,
+                            histopathology_result="benign",
+                            notes="Excision biopsy: benign compound naevus.",
                         )
         self.stdout.write(
             f"Demo ready: {Patient.objects.filter(clinic=clinic).count()} patients, "
