@@ -18,13 +18,15 @@ from datetime import timedelta
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from . import leases, services, sweeper
 
 logger = logging.getLogger(__name__)
 
 MAX_RETRIES = 5
+# Between retries once the database has been unreachable through MAX_RETRIES.
+DB_WAIT = 60
 
 
 @shared_task(
@@ -43,6 +45,16 @@ def run_prediction_task(self, prediction_id, lease_token=None):
     try:
         services.run_prediction(prediction_id, lease_token=token)
     except (services.TransientError, DatabaseError, SoftTimeLimitExceeded) as exc:
+        if self.request.retries >= MAX_RETRIES and isinstance(exc, (OperationalError, InterfaceError)):
+            # The database is unreachable, which is not the prediction's
+            # fault. Keep the message alive (one more retry each time, a
+            # minute apart) rather than drop it: a row no run could start is
+            # pending with sent_at set, and no sweeper rule would find it.
+            logger.error("Prediction %s: database unreachable: %s; retrying in %ss", prediction_id, exc, DB_WAIT)
+            leases.extend(prediction_id, token, seconds=DB_WAIT + leases.lease_seconds())
+            raise self.retry(
+                exc=exc, countdown=DB_WAIT, max_retries=self.request.retries + 1, kwargs={"lease_token": token}
+            ) from exc
         if self.request.retries >= MAX_RETRIES:
             if isinstance(exc, DatabaseError):
                 # Not the prediction's fault: hand the row back (pending, or

@@ -92,14 +92,31 @@ class TestDeliveries:
 
 
 class TestTaskGivingUp:
-    def test_a_database_outage_through_every_retry_leaves_the_row_for_the_sweeper(self, prediction, monkeypatch):
+    def test_an_unreachable_database_never_drops_the_message(self, prediction, monkeypatch):
         from django.db import OperationalError
 
-        def database_down(prediction_id, lease_token=None):
-            lease(prediction, seconds=60, token=lease_token)
-            raise OperationalError("connection refused")
+        calls = []
+        real = services.run_prediction
 
-        monkeypatch.setattr(services, "run_prediction", database_down)
+        def database_down_for_a_while(prediction_id, lease_token=None):
+            calls.append(lease_token)
+            if len(calls) <= 8:  # beyond the 5 ordinary retries
+                raise OperationalError("connection refused")
+            return real(prediction_id, lease_token=lease_token)
+
+        monkeypatch.setattr(services, "run_prediction", database_down_for_a_while)
+        run_prediction_task.apply(args=[str(prediction.pk)])  # eager: retries run inline
+        assert len(calls) == 9 and len(set(calls)) == 1
+        assert Prediction.objects.get(pk=prediction.pk).status == "succeeded"
+
+    def test_another_database_error_through_every_retry_leaves_the_row_for_the_sweeper(self, prediction, monkeypatch):
+        from django.db import DataError
+
+        def broken(prediction_id, lease_token=None):
+            lease(prediction, seconds=60, token=lease_token)
+            raise DataError("value out of range")
+
+        monkeypatch.setattr(services, "run_prediction", broken)
         run_prediction_task.apply(args=[str(prediction.pk)])
         prediction.refresh_from_db()
         # Pending and never sent: the sweeper's next pass sends it, not "failed".
