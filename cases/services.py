@@ -137,11 +137,23 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
     except BaseException:
         # Our own transaction failed: take the file with it. (If an outer
         # transaction rolls back later, the orphan sweeper removes the file.)
-        if stored_name:
+        # But never the file of a row that exists: an exception can also
+        # come after the commit (an on-commit hook), and deleting then
+        # would lose a stored image.
+        if stored_name and not _row_exists(image):
             default_storage.delete(stored_name)
         raise
     logger.info("Stored image %s (%sx%s, %s bytes)", image.id, info.width, info.height, info.byte_size)
     return image
+
+
+def _row_exists(image) -> bool:
+    """Whether ``image``'s row is in the database as this connection sees it; True when unsure."""
+    try:
+        return LesionImage.objects.filter(pk=image.pk).exists()
+    except Exception:
+        logger.exception("Cannot tell whether image %s was stored: its file is kept", image.pk)
+        return True  # an orphan file is swept later; a deleted one is lost for good
 
 
 def sanitize_stored_image(*, image) -> bool:

@@ -74,3 +74,28 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("Audit events are never deleted.")
+
+
+class FormSubmission(models.Model):
+    """A one-time form token that has been used: a browser retry of the same form changes nothing twice.
+
+    A form page carries a fresh random token (``core.submissions``); the view
+    records (user, token) first, in the same transaction as the writes it
+    guards. A second POST of the same form (a double click, a browser retry
+    after a timeout) blocks on the unique index until the first commits, then
+    finds the record and is sent where the first one went. If the first
+    rolled back, the token is free again.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+    # Where the first submission sent the browser.
+    result_url = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "token"], name="one_use_per_form_token")]
+
+    def __str__(self):
+        return f"Form {self.token} by {self.user_id}"

@@ -114,9 +114,12 @@ OUT_OF_DISTRIBUTION_WARNING = "Unlike the images this model was trained on — i
 
 
 def heatmap_path(instance, filename):
-    # Deterministic: a retried worker overwrites its own earlier attempt
-    # instead of leaving an orphan file beside a suffixed new one.
-    return f"heatmaps/{instance.id}.png"
+    # A fresh name for every run (the prediction's id, then a random part):
+    # two runs of one prediction (a duplicate delivery, a run that lost its
+    # lease) never write the same file, and the row is switched to the new
+    # file in the same UPDATE that stores the result. The loser deletes only
+    # its own file; no run ever deletes a name another run may be saving.
+    return f"heatmaps/{instance.id}-{uuid.uuid4().hex[:12]}.png"
 
 
 class PredictionQuerySet(models.QuerySet):
@@ -126,6 +129,14 @@ class PredictionQuerySet(models.QuerySet):
 
     def pending(self):
         return self.filter(status=Prediction.Status.PENDING)
+
+    def expired_leases(self, *, now=None):
+        """Running rows whose run stopped renewing its lease: killed, hung past its time limit, or lost."""
+        return self.filter(status=Prediction.Status.RUNNING, lease_expires_at__lt=now or timezone.now())
+
+    def never_sent(self, *, grace):
+        """Pending rows whose message the broker never accepted (``sent_at`` is null)."""
+        return self.filter(status=Prediction.Status.PENDING, sent_at__isnull=True, queued_at__lt=timezone.now() - grace)
 
     def stale(self, *, older_than):
         """Pending or running rows whose work was lost (message or worker gone)."""
@@ -156,8 +167,21 @@ class Prediction(models.Model):
     label = models.CharField(max_length=10, choices=Label.choices, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # Real starts only: a duplicate delivery that finds the row leased by a
+    # live run, or the row already finished, is not an attempt.
     attempts = models.PositiveSmallIntegerField(default=0)
     queued_at = models.DateTimeField(default=timezone.now)
+    # When the broker last accepted this row's message; null while it has
+    # not (the publish failed, or the process died between commit and
+    # publish). The sweeper sends a pending row with no sent_at again: its
+    # message provably never reached the broker (inference/sweeper.py).
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # The lease of the run working on a running row: its id and when it
+    # ends. The run renews it while it works (inference/leases.py); once it
+    # has expired the run is presumed dead and the sweeper queues the row
+    # again. A second delivery that finds a live lease does nothing.
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     preprocess_ms = models.FloatField(null=True, blank=True)
@@ -189,6 +213,11 @@ class Prediction(models.Model):
         indexes = [
             models.Index(fields=["status", "queued_at"]),
             models.Index(fields=["model_version", "is_shadow"]),
+            # The sweeper's two queries, every few seconds: partial, so tiny.
+            models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="prediction_running_lease"),
+            models.Index(
+                fields=["queued_at"], condition=Q(status="pending", sent_at__isnull=True), name="prediction_unsent"
+            ),
         ]
 
     def __str__(self):

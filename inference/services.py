@@ -9,12 +9,14 @@ module stays thin and calls ``run_prediction``; work is sent to it through
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -22,7 +24,7 @@ from django.utils import timezone
 from cases.models import LesionImage
 from training.preprocessing import ImageError
 
-from . import permissions
+from . import leases, permissions
 from .models import ModelVersion, Prediction, heatmap_path
 from .queueing import send_prediction_on_commit
 from .runtime import heatmap_png
@@ -71,15 +73,28 @@ def request_prediction(image, *, model_version=None):
     return prediction
 
 
-def run_prediction(prediction_id) -> Prediction | None:
-    """Compute and store one prediction. Safe to run any number of times.
+def run_prediction(prediction_id, *, lease_token=None) -> Prediction | None:
+    """Compute and store one prediction. Safe to run any number of times, concurrently too.
 
-    A succeeded or failed prediction is left as it is. An unreadable image
-    marks the prediction failed with the reason; storage and database hiccups
-    raise TransientError for the task to retry.
+    A succeeded or failed prediction is left as it is, and so is one leased
+    by another live run (a duplicate delivery): neither counts as an
+    attempt. Otherwise this run takes the lease (``inference.leases``),
+    renews it while it works and stores the result only if it still holds
+    it. ``lease_token``: the token of an earlier run of the same task (a
+    retry), which may take its own lease back. An unreadable image marks the
+    prediction failed with the reason; storage and database hiccups raise
+    TransientError / DatabaseError for the task to retry.
     """
-    from .worker_cache import get_predictor
+    token = str(lease_token or uuid.uuid4())
+    prediction = _claim(prediction_id, token)
+    if prediction is None or prediction.status != Prediction.Status.RUNNING or str(prediction.lease_token) != token:
+        return prediction
+    with leases.Heartbeat(prediction.pk, token):
+        return _compute(prediction, token)
 
+
+def _claim(prediction_id, token) -> Prediction | None:
+    """Take the lease of ``prediction_id`` for ``token``, or say why not (the row as it is)."""
     with transaction.atomic():
         prediction = (
             Prediction.objects.select_for_update()
@@ -92,6 +107,13 @@ def run_prediction(prediction_id) -> Prediction | None:
             return None
         if prediction.status in (Prediction.Status.SUCCEEDED, Prediction.Status.FAILED):
             return prediction
+        if (
+            prediction.status == Prediction.Status.RUNNING
+            and str(prediction.lease_token) != token
+            and leases.is_live(prediction)
+        ):
+            logger.info("Prediction %s is leased by a live run: this delivery does nothing", prediction_id)
+            return prediction
         if prediction.attempts >= MAX_ATTEMPTS:
             # Each attempt was cut short (a worker killed at the hard time
             # limit, or lost): stop the message from cycling forever.
@@ -99,14 +121,21 @@ def run_prediction(prediction_id) -> Prediction | None:
         prediction.status = Prediction.Status.RUNNING
         prediction.started_at = timezone.now()
         prediction.attempts = F("attempts") + 1
-        prediction.save(update_fields=["status", "started_at", "attempts"])
-        prediction.refresh_from_db(fields=["attempts"])
+        prediction.lease_token = token
+        prediction.lease_expires_at = leases.expiry()
+        prediction.save(update_fields=["status", "started_at", "attempts", "lease_token", "lease_expires_at"])
+        prediction.refresh_from_db(fields=["attempts", "lease_token"])
+    return prediction
+
+
+def _compute(prediction, token) -> Prediction:
+    from .worker_cache import get_predictor
 
     try:
         with prediction.image.image.open("rb") as fh:
             data = fh.read()
     except FileNotFoundError:
-        return _finish_failed(prediction, "The image file is missing from storage.")
+        return _finish_failed(prediction, "The image file is missing from storage.", token=token)
     except OSError as exc:
         raise TransientError(f"cannot read image from storage: {exc}") from exc
 
@@ -116,79 +145,106 @@ def run_prediction(prediction_id) -> Prediction | None:
         array = predictor.preprocess(data)
         preprocess_ms = (time.perf_counter() - t0) * 1000
     except ImageError as exc:
-        return _finish_failed(prediction, f"The image cannot be analysed: {exc}.")
+        return _finish_failed(prediction, f"The image cannot be analysed: {exc}.", token=token)
     result = predictor.predict_arrays([array], preprocess_ms)[0]
     heatmap_name, heatmap_ms = _store_heatmap(prediction, predictor, array)
 
-    updated = (
-        Prediction.objects.filter(pk=prediction.pk)
-        .exclude(status__in=[Prediction.Status.SUCCEEDED, Prediction.Status.FAILED])
-        .update(
-            status=Prediction.Status.SUCCEEDED,
-            probability_malignant=result.probability_malignant,
-            label=result.label,
-            confidence=result.confidence,
-            error="",
-            finished_at=timezone.now(),
-            preprocess_ms=result.preprocess_ms,
-            inference_ms=result.inference_ms,
-            ood_distance=result.ood_distance,
-            out_of_distribution=result.out_of_distribution,
-            heatmap=heatmap_name,
-            heatmap_ms=heatmap_ms,
+    try:
+        previous_heatmap = Prediction.objects.filter(pk=prediction.pk).values_list("heatmap", flat=True).first()
+        # One UPDATE stores the result and switches the row to this run's
+        # heatmap file, and only while this run holds the lease.
+        updated = (
+            Prediction.objects.filter(pk=prediction.pk)
+            .filter(leases.owned_by(token))
+            .update(
+                status=Prediction.Status.SUCCEEDED,
+                probability_malignant=result.probability_malignant,
+                label=result.label,
+                confidence=result.confidence,
+                error="",
+                finished_at=timezone.now(),
+                preprocess_ms=result.preprocess_ms,
+                inference_ms=result.inference_ms,
+                ood_distance=result.ood_distance,
+                out_of_distribution=result.out_of_distribution,
+                heatmap=heatmap_name,
+                heatmap_ms=heatmap_ms,
+                lease_token=None,
+                lease_expires_at=None,
+            )
         )
-    )
+    except BaseException:
+        _delete_quietly(heatmap_name)  # the row does not name it: never leave it behind
+        raise
     prediction.refresh_from_db()
     if updated:
         logger.info("Prediction %s: %s p=%.3f", prediction.pk, result.label, result.probability_malignant)
-    elif heatmap_name and heatmap_name != prediction.heatmap.name:
-        # Another worker finished this prediction first and its row points at
-        # a different file: ours would be an orphan.
-        prediction.heatmap.storage.delete(heatmap_name)
+        if previous_heatmap and previous_heatmap != heatmap_name:
+            _delete_quietly(previous_heatmap)  # an earlier result's file, no longer named by the row
+    else:
+        # Another run holds the row now, or finished it first: ours would be an orphan.
+        logger.info("Prediction %s: another run owns it; result discarded", prediction.pk)
+        _delete_quietly(heatmap_name)
     return prediction
 
 
+def _delete_quietly(name):
+    if not name:
+        return
+    try:
+        default_storage.delete(name)
+    except Exception:
+        logger.exception("Cannot delete %s", name)
+
+
 def _store_heatmap(prediction, predictor, array) -> tuple[str, float | None]:
-    """Compute and store the Grad-CAM overlay; ("", None) if that fails.
+    """Compute and store the Grad-CAM overlay under a name of its own; ("", None) if that fails.
 
     An explanation is a nice-to-have beside the prediction, so any failure
-    is logged and leaves the heatmap blank rather than failing the row.
+    is logged and leaves the heatmap blank rather than failing the row. The
+    name is new for every run (``heatmap_path``): nothing is deleted first,
+    so a concurrent run's file is never removed under it.
     """
     try:
         t0 = time.perf_counter()
         png = heatmap_png(predictor.heatmap(array))
         heatmap_ms = (time.perf_counter() - t0) * 1000
-        name = heatmap_path(prediction, "heatmap.png")
-        storage = prediction.heatmap.storage
-        # Storage backends never overwrite (they add a suffix instead): remove
-        # what an interrupted earlier attempt wrote, so the name stays the
-        # deterministic one and no orphan is left behind.
-        storage.delete(name)
-        stored = storage.save(name, ContentFile(png))
+        stored = prediction.heatmap.storage.save(heatmap_path(prediction, "heatmap.png"), ContentFile(png))
     except Exception:
         logger.exception("Prediction %s: no heatmap", prediction.pk)
         return "", None
     return stored, heatmap_ms
 
 
-def _finish_failed(prediction, reason: str) -> Prediction:
-    Prediction.objects.filter(pk=prediction.pk).exclude(status=Prediction.Status.SUCCEEDED).update(
-        status=Prediction.Status.FAILED, error=reason, finished_at=timezone.now()
+def _finish_failed(prediction, reason: str, *, token=None) -> Prediction:
+    rows = Prediction.objects.filter(pk=prediction.pk).exclude(status=Prediction.Status.SUCCEEDED)
+    if token is not None:
+        rows = rows.filter(leases.owned_by(token))
+    rows.update(
+        status=Prediction.Status.FAILED,
+        error=reason,
+        finished_at=timezone.now(),
+        lease_token=None,
+        lease_expires_at=None,
     )
     logger.warning("Prediction %s failed: %s", prediction.pk, reason)
     prediction.refresh_from_db()
     return prediction
 
 
-def mark_failed(prediction_id, reason: str) -> None:
-    """Give up on a prediction (retries exhausted, time limit hit)."""
+def mark_failed(prediction_id, reason: str, *, lease_token=None) -> None:
+    """Give up on a prediction (retries exhausted); not one that another live run holds."""
     prediction = Prediction.objects.filter(pk=prediction_id).first()
     if prediction is not None:
-        _finish_failed(prediction, reason)
+        _finish_failed(prediction, reason, token=lease_token)
 
 
 def requeue_stale_predictions(*, older_than: timedelta) -> int:
     """Queue again every prediction left pending/running for longer than ``older_than``.
+
+    A blunt manual tool (``manage.py requeue_stale_predictions``): it cannot
+    tell a lost message from one waiting behind a backlog, so beat runs
+    ``inference.sweeper.sweep`` instead, which can.
 
     Also gives images that arrived while no model was active a prediction by
     the active one. Returns how many were queued.
@@ -197,7 +253,11 @@ def requeue_stale_predictions(*, older_than: timedelta) -> int:
     for prediction in Prediction.objects.stale(older_than=older_than).only("pk"):
         with transaction.atomic():
             Prediction.objects.filter(pk=prediction.pk).update(
-                status=Prediction.Status.PENDING, queued_at=timezone.now()
+                status=Prediction.Status.PENDING,
+                queued_at=timezone.now(),
+                sent_at=None,
+                lease_token=None,
+                lease_expires_at=None,
             )
             send_prediction_on_commit(prediction.pk)
         count += 1
@@ -271,6 +331,9 @@ def rerun_with_active_model(*, predictions, user) -> list[RerunOutcome]:
                         queued_at=timezone.now(),
                         started_at=None,
                         finished_at=None,
+                        sent_at=None,
+                        lease_token=None,
+                        lease_expires_at=None,
                     )
                 Prediction.objects.filter(pk=existing.pk).update(**fields)
                 existing.refresh_from_db()

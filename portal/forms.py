@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from cases.dicom import prepare_upload
 from cases.models import AnatomicalSite, LesionImage, Patient, Review
+from core import submissions
 from core.images import ACCEPT
 from inference.models import Prediction
 
@@ -117,6 +118,8 @@ class UploadForm(BootstrapMixin, forms.Form):
         label="Images (JPEG or PNG)",
         widget=MultipleFileInput(attrs={"accept": f"{ACCEPT},application/dicom,.dcm"}),
     )
+    # One-time token (core.submissions): a retried POST of this form stores nothing twice.
+    form_token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
 
     NEW = "new"
 
@@ -131,6 +134,7 @@ class UploadForm(BootstrapMixin, forms.Form):
             ],
         ]
         self.fields["captured_on"].initial = timezone.localdate()
+        self.fields["form_token"].initial = submissions.new_token()
         if not self.is_bound and self.lesions:
             self.fields["lesion"].initial = next(reversed(self.lesions))
         self.style_widgets()

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from cases import dicom, permissions, selectors, services
 from cases.models import PATIENT_DEMOGRAPHICS, AnatomicalSite
+from core import submissions
 from core.access import user_access_changed
 from core.audit import mark_listed
 from core.files import private_file_response
@@ -214,7 +215,18 @@ def upload(request, patient_id):
         try:
             # All or nothing: a failure on the third file leaves no lesion and
             # no image behind (and queues nothing: tasks are sent on commit).
+            # The broker being down changes nothing here: the images are
+            # stored and their predictions wait, pending, for the sweeper.
             with transaction.atomic():
+                submission, first = (
+                    submissions.claim(user=request.user, token=data["form_token"])
+                    if data["form_token"]
+                    else (None, True)
+                )
+                if not first:
+                    # The same form again (a double click, a browser retry): done already.
+                    messages.info(request, "These images were uploaded already.")
+                    return redirect(submission.result_url or reverse("portal:patient-detail", args=[patient.pk]))
                 lesion = data["lesion"] or services.create_lesion(
                     user=request.user,
                     patient=patient,
@@ -230,6 +242,10 @@ def upload(request, patient_id):
                         modality=data["modality"],
                         captured_at=captured_at,
                     )
+                target = f"{reverse('portal:patient-detail', args=[patient.pk])}#lesion-{lesion.pk}"
+                if submission is not None:
+                    submission.result_url = target
+                    submission.save(update_fields=["result_url"])
         except ValidationError as exc:
             _apply_errors(form, exc)
         else:
@@ -239,7 +255,7 @@ def upload(request, patient_id):
                 f"{count} image{'s' if count != 1 else ''} uploaded. "
                 "Predictions appear here as soon as they are ready.",
             )
-            return redirect(f"{reverse('portal:patient-detail', args=[patient.pk])}#lesion-{lesion.pk}")
+            return redirect(target)
     max_mb = settings.SKINCARE_MAX_UPLOAD_BYTES // 1_000_000
     return render(request, "portal/upload.html", {"patient": patient, "form": form, "max_mb": max_mb})
 

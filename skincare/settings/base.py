@@ -10,6 +10,10 @@ production) with its default; the README's configuration table lists them
 all. Variable names follow one rule (skincare/environment.py): standard names
 stay, everything else is ``SKINCARE_*``; old names are still accepted.
 
+Why this module is long: it is the one place every environment variable is
+declared, and the Celery delivery settings carry their arithmetic (time
+limits, acknowledgement, visibility timeout) beside them.
+
 Importing settings has no side effects: no folder is created and
 ``os.environ`` is left as it is. What a process needs at start (the embedded
 mode's folders, ``KERAS_HOME``) is done by ``skincare.environment.prepare_process``.
@@ -60,6 +64,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: CSP, Permissions-Policy and no-store on every response (core/headers.py).
     "core.headers.SecurityHeadersMiddleware",
+    # /healthz and /readyz, answered before host checks and sessions (docs/operations.md).
+    "skincare.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -205,6 +211,9 @@ SKINCARE_IMAGE_STORED_HOOK = "inference.services.request_prediction"
 # What core.access.user_access_changed calls when a user's password, active
 # flag or memberships change: revoke the device tokens they lost (api/tokens.py).
 SKINCARE_USER_ACCESS_CHANGED_HOOK = "api.tokens.user_access_changed"
+# Prometheus metrics at /metrics (skincare/metrics.py): off unless a token is
+# set, which scrapes then send as "Authorization: Bearer <token>".
+SKINCARE_METRICS_TOKEN = env("SKINCARE_METRICS_TOKEN", default="")
 # Uploads: anything larger than this is refused before it is decoded.
 SKINCARE_MAX_UPLOAD_BYTES = env.int("SKINCARE_MAX_UPLOAD_BYTES", default=25 * 1024 * 1024)
 # Images in one portal upload; a larger request is refused before its body is read.
@@ -213,13 +222,32 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # Inference.
-# A prediction still pending (or running) after this many seconds is queued
-# again by the sweeper: its message was lost or its worker died.
+# ``manage.py requeue_stale_predictions`` (a manual tool, no longer scheduled)
+# queues again whatever is pending or running for longer than this.
 SKINCARE_STALE_PREDICTION_SECONDS = env.int("SKINCARE_STALE_PREDICTION_SECONDS", default=600)
+# Leases (docs/operations.md): a run holds its row for this long and renews
+# it every third of it while it works; the sweeper, every
+# SKINCARE_SWEEP_SECONDS, queues again a row whose lease expired (its worker
+# died or was killed) or whose message never reached the broker. Recovery
+# after a fault: at most lease + sweep interval (15 + 10 = 25 s by default).
+SKINCARE_PREDICTION_LEASE_SECONDS = env.int("SKINCARE_PREDICTION_LEASE_SECONDS", default=15)
+SKINCARE_SWEEP_SECONDS = env.float("SKINCARE_SWEEP_SECONDS", default=10.0)
+# A pending row whose message the broker has not accepted (sent_at null) is
+# given this long for its on-commit publish before the sweeper sends it.
+SKINCARE_UNSENT_GRACE_SECONDS = env.int("SKINCARE_UNSENT_GRACE_SECONDS", default=10)
 # Where a worker keeps verified local copies of model files from storage.
 SKINCARE_MODEL_CACHE_DIR = Path(env("SKINCARE_MODEL_CACHE_DIR", default=str(VAR_DIR / "model-cache")))
+# Time limits of one prediction run. Read by the worker when it imports
+# inference.tasks: messages are sent by name and carry no limits, so the
+# worker's own settings govern them.
 SKINCARE_INFERENCE_SOFT_TIME_LIMIT = env.int("SKINCARE_INFERENCE_SOFT_TIME_LIMIT", default=120)
 SKINCARE_INFERENCE_TIME_LIMIT = env.int("SKINCARE_INFERENCE_TIME_LIMIT", default=150)
+if not 0 < SKINCARE_INFERENCE_SOFT_TIME_LIMIT < SKINCARE_INFERENCE_TIME_LIMIT:
+    raise ImproperlyConfigured("SKINCARE_INFERENCE_SOFT_TIME_LIMIT must be below SKINCARE_INFERENCE_TIME_LIMIT")
+# The longest a prediction task waits before a retry (inference/tasks.py) and
+# the longest hard time limit of any other task (housekeeping).
+SKINCARE_RETRY_BACKOFF_MAX_SECONDS = 300
+HOUSEKEEPING_TIME_LIMIT = 660
 # The worker's runtime: "auto" runs a model's ONNX export on ONNX Runtime when
 # it has one (no TensorFlow in the pool process), TensorFlow otherwise.
 SKINCARE_INFERENCE_BACKEND = env("SKINCARE_INFERENCE_BACKEND", default="auto")
@@ -253,32 +281,85 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         "polling_interval": 0.1,
     }
+# Redis redelivers a message that a worker took but never acknowledged once
+# this many seconds have passed (a worker that died whole, parent and all).
+# With acks_late a message stays unacknowledged for as long as its task
+# runs, and a retry's message (countdown) is held unacknowledged until it is
+# due: a timeout shorter than that would hand a running task to a second
+# worker. So it must exceed the longest of
+#   prediction: hard time limit + longest retry countdown = 150 + 300 = 450 s
+#   housekeeping: hard time limit                          = 660 s
+# plus a margin: 660 + 240 = 900 s. Leases, not this timeout, bound how long
+# a prediction waits after its worker died (about 25 s, see the sweeper);
+# the redelivered message then finds the row finished and does nothing.
+SKINCARE_BROKER_VISIBILITY_TIMEOUT = env.int("SKINCARE_BROKER_VISIBILITY_TIMEOUT", default=900)
+if SKINCARE_BROKER_VISIBILITY_TIMEOUT <= max(
+    SKINCARE_INFERENCE_TIME_LIMIT + SKINCARE_RETRY_BACKOFF_MAX_SECONDS, HOUSEKEEPING_TIME_LIMIT
+):
+    raise ImproperlyConfigured(
+        "SKINCARE_BROKER_VISIBILITY_TIMEOUT must exceed the longest time a task holds its message "
+        "(time limit + retry countdown): see skincare/settings/base.py"
+    )
+# Socket timeouts: a broker that accepts connections but never answers (a
+# partition, an overloaded Redis) must not hang an upload. With these, a
+# publish gives up within a few seconds (and inference.queueing then skips
+# the broker for a few seconds more), the upload answers, and the sweeper
+# sends the prediction later. The socket timeout stays above the 1 s BRPOP
+# a worker waits on.
+REDIS_BROKER_SOCKET_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 3}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": SKINCARE_BROKER_VISIBILITY_TIMEOUT,
+        **REDIS_BROKER_SOCKET_OPTIONS,
+    }
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# A worker that lost the broker lets its running predictions finish (their
+# results are stored; their messages, no longer acknowledgeable, come back
+# after the visibility timeout and find the rows finished).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # results live in Prediction rows, not a backend
 # A task is acknowledged only after it finished, and re-delivered if its
-# worker process died mid-way; one message at a time so a long inference
-# never holds a second image hostage behind it.
+# worker process died mid-way (reject_on_worker_lost) or was killed at the
+# hard time limit (acks_on_failure_or_timeout False: the message goes back
+# to the queue rather than being acknowledged); one message at a time so a
+# long inference never holds a second image hostage behind it. A task that
+# raised is not re-delivered (its message is rejected): the prediction task
+# retries itself, and the lease brings back whatever is left running.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Inference gets its own queue so that short housekeeping tasks never wait
 # behind a backlog of images (and workers can be scaled per queue).
 CELERY_TASK_ROUTES = {"inference.tasks.run_prediction_task": {"queue": "inference"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+
+def _every(seconds, task):
+    """A beat entry whose message expires when the next one is due.
+
+    "expires" for Celery's own scheduler, "expire_seconds" for
+    django-celery-beat's. Expiry keeps runs from piling up behind a busy
+    queue, and bounds redelivery: with task_acks_on_failure_or_timeout off, a
+    task killed at its hard time limit goes back to the queue, and an expired
+    message is dropped instead of being run again and again.
+    """
+    return {
+        "task": task,
+        "schedule": seconds,
+        "options": {"expires": seconds, "expire_seconds": max(1, round(seconds))},
+    }
+
+
 CELERY_BEAT_SCHEDULE = {
-    "requeue-stale-predictions": {
-        "task": "inference.tasks.requeue_stale_predictions_task",
-        "schedule": 300.0,
-    },
-    "delete-orphan-image-files": {
-        "task": "cases.tasks.delete_orphan_image_files_task",
-        "schedule": 3600.0,
-    },
-    "delete-expired-idempotency-records": {
-        "task": "api.tasks.delete_expired_idempotency_records_task",
-        "schedule": 86400.0,
-    },
+    # Cheap (two indexed queries on tiny partial indexes, one Redis GET).
+    "sweep-predictions": _every(SKINCARE_SWEEP_SECONDS, "inference.tasks.sweep_predictions_task"),
+    "delete-orphan-image-files": _every(3600.0, "cases.tasks.delete_orphan_image_files_task"),
+    "delete-orphan-heatmap-files": _every(3600.0, "inference.tasks.delete_orphan_heatmap_files_task"),
+    "delete-old-form-submissions": _every(86400.0, "core.tasks.delete_old_form_submissions_task"),
+    "delete-expired-idempotency-records": _every(86400.0, "api.tasks.delete_expired_idempotency_records_task"),
 }
 CELERY_TIMEZONE = TIME_ZONE
 

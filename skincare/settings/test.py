@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import VAR_DIR, env
+from .base import REDIS_BROKER_SOCKET_OPTIONS, SKINCARE_BROKER_VISIBILITY_TIMEOUT, VAR_DIR, env
 
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
@@ -11,7 +11,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/skincare"),
 }
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/14")
-CELERY_BROKER_TRANSPORT_OPTIONS = {}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": SKINCARE_BROKER_VISIBILITY_TIMEOUT,
+    **REDIS_BROKER_SOCKET_OPTIONS,
+}
 MEDIA_ROOT = Path(env("SKINCARE_MEDIA_ROOT", default=str(VAR_DIR / "test-media")))
 STORAGES = {
     "default": {

@@ -241,3 +241,43 @@ class TestAddReview:
         with pytest.raises(ValidationError):
             services.add_review(reviewer=owner, image=image, verdict="agree", final_diagnosis="rash")
         assert Review.objects.count() == 0
+
+
+class TestBrokerUnreachable:
+    """Issue #12: the broker down during an upload made outside any transaction."""
+
+    @pytest.fixture
+    def broker_down(self, monkeypatch):
+        from celery import current_app
+        from kombu.exceptions import OperationalError
+
+        from inference import queueing
+
+        def refuse(*args, **kwargs):
+            raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+
+        monkeypatch.setattr(current_app, "send_task", refuse)
+        monkeypatch.setattr(queueing, "_broker_down_until", 0.0)  # restored after the test
+
+    def test_the_upload_succeeds_keeps_its_file_and_its_prediction_waits(
+        self, owner, lesion, jpeg_bytes, active_model, broker_down, django_capture_on_commit_callbacks
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            image = add(owner, lesion, jpeg_bytes)  # autocommit: the publish runs right after the commit
+        assert stored_files() == [image.image.name.removeprefix(f"{services.IMAGE_FOLDER}/")]
+        assert list(Prediction.objects.filter(image=image).values_list("status", "sent_at")) == [("pending", None)]
+
+    @pytest.mark.django_db(transaction=True)
+    def test_a_hook_failing_after_the_commit_never_deletes_the_committed_file(
+        self, owner, lesion, jpeg_bytes, active_model, monkeypatch
+    ):
+        # A real commit (no test transaction around it): the hook runs, and
+        # raises, inside add_lesion_image, after the row has committed.
+        def raising_after_commit(image):
+            transaction.on_commit(lambda: (_ for _ in ()).throw(RuntimeError("publish failed")))
+
+        monkeypatch.setattr(services, "_image_stored", raising_after_commit)
+        with pytest.raises(RuntimeError, match="publish failed"):
+            add(owner, lesion, jpeg_bytes)
+        image = LesionImage.objects.get()
+        assert stored_files() == [image.image.name.removeprefix(f"{services.IMAGE_FOLDER}/")]

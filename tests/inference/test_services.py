@@ -1,4 +1,5 @@
 import io
+import re
 from datetime import timedelta
 
 import numpy as np
@@ -10,7 +11,7 @@ from django.utils import timezone
 from PIL import Image
 
 from cases import services as case_services
-from inference import registry, services
+from inference import registry, services, sweeper
 from inference.models import Prediction, heatmap_path
 from inference.runtime import Predictor
 from tests.conftest import SYNTHETIC_SIZE
@@ -105,7 +106,7 @@ class TestOutOfDistributionAndHeatmap:
         assert result.status == Prediction.Status.SUCCEEDED
         assert result.ood_distance == pytest.approx(expected.ood_distance, rel=1e-4)
         assert result.out_of_distribution is expected.out_of_distribution
-        assert result.heatmap.name == f"heatmaps/{pending.pk}.png"
+        assert re.fullmatch(rf"heatmaps/{pending.pk}-[0-9a-f]{{12}}\.png", result.heatmap.name)
         assert result.heatmap_ms > 0
         with result.heatmap.open("rb") as fh:
             overlay = Image.open(fh)
@@ -126,7 +127,7 @@ class TestOutOfDistributionAndHeatmap:
         with first.heatmap.open("rb") as fh:
             before = fh.read()
         second = services.run_prediction(pending.pk)
-        assert heatmap_files() == [f"{pending.pk}.png"]
+        assert heatmap_files() == [first.heatmap.name.removeprefix("heatmaps/")]
         assert (second.heatmap.name, second.heatmap_ms, second.finished_at) == (
             first.heatmap.name,
             first.heatmap_ms,
@@ -135,14 +136,16 @@ class TestOutOfDistributionAndHeatmap:
         with second.heatmap.open("rb") as fh:
             assert fh.read() == before
 
-    def test_a_file_left_by_an_interrupted_attempt_is_replaced_not_orphaned(self, pending):
+    def test_a_file_left_by_an_interrupted_attempt_is_never_overwritten_and_is_swept_later(self, pending):
         # The worker died after writing the heatmap, before saving the row.
-        default_storage.save(heatmap_path(pending, ""), ContentFile(b"partial"))
+        leftover = default_storage.save(heatmap_path(pending, ""), ContentFile(b"partial"))
         result = services.run_prediction(pending.pk)
-        assert heatmap_files() == [f"{pending.pk}.png"]
-        assert result.heatmap.name == f"heatmaps/{pending.pk}.png"
+        assert result.heatmap.name != leftover
         with result.heatmap.open("rb") as fh:
             assert fh.read(4) == b"\x89PNG"
+        assert sweeper.delete_orphan_heatmap_files(older_than=timedelta(hours=1)) == []  # too recent
+        assert sweeper.delete_orphan_heatmap_files(older_than=timedelta(0)) == [leftover]
+        assert heatmap_files() == [result.heatmap.name.removeprefix("heatmaps/")]
 
     def test_a_heatmap_failure_does_not_fail_the_prediction(self, pending, monkeypatch, caplog):
         def broken(self, array):
@@ -160,7 +163,7 @@ class TestOutOfDistributionAndHeatmap:
         prediction = upload(owner, lesion, jpeg_bytes)
         result = services.run_prediction(prediction.pk)
         assert (result.ood_distance, result.out_of_distribution) == (None, None)
-        assert result.heatmap.name == f"heatmaps/{prediction.pk}.png"
+        assert result.heatmap.name.startswith(f"heatmaps/{prediction.pk}-")
 
 
 class TestRequestPrediction:

@@ -38,7 +38,7 @@ def test_transient_errors_are_retried_then_the_prediction_fails_readably(
     prediction = Prediction.objects.get(image=image)
     calls = []
 
-    def flaky(prediction_id):
+    def flaky(prediction_id, lease_token=None):
         calls.append(prediction_id)
         raise services.TransientError("storage unavailable")
 
@@ -54,3 +54,24 @@ def test_transient_errors_are_retried_then_the_prediction_fails_readably(
 def test_the_task_is_bounded_and_acknowledged_late():
     assert run_prediction_task.acks_late and run_prediction_task.reject_on_worker_lost
     assert 0 < run_prediction_task.soft_time_limit < run_prediction_task.time_limit
+
+
+def test_time_limits_acknowledgement_and_visibility_fit_together():
+    from django.conf import settings
+
+    task = run_prediction_task
+    assert task.acks_late and task.reject_on_worker_lost and task.acks_on_failure_or_timeout is False
+    assert settings.CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT is False
+    # A message is held for at most the hard limit plus the longest retry countdown.
+    held = task.time_limit + settings.SKINCARE_RETRY_BACKOFF_MAX_SECONDS
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > max(held, settings.HOUSEKEEPING_TIME_LIMIT)
+
+
+def test_the_sweeper_runs_every_few_seconds_and_no_beat_message_outlives_its_interval():
+    from django.conf import settings
+
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert 5 <= schedule["sweep-predictions"]["schedule"] <= 15
+    for name, entry in schedule.items():
+        assert 0 < entry["options"]["expires"] <= entry["schedule"], name
+        assert entry["options"]["expire_seconds"] >= 1, name

@@ -75,4 +75,4 @@ class TestHome:
 def test_the_admin_shows_a_prediction_with_its_new_fields(admin_client, prediction):
     response = admin_client.get(reverse("admin:inference_prediction_change", args=[prediction.pk]))
     assert response.status_code == 200
-    assert f"heatmaps/{prediction.pk}.png" in response.content.decode()
+    assert prediction.heatmap.name in response.content.decode()

@@ -187,4 +187,4 @@ def test_the_worker_runs_the_exported_model_on_onnx(run_dir, owner, lesion, sett
     assert prediction.status == Prediction.Status.SUCCEEDED
     assert prediction.model_version == version
     assert prediction.probability_malignant == pytest.approx(expected.probability_malignant, abs=1e-4)
-    assert prediction.heatmap.name == f"heatmaps/{prediction.pk}.png"
+    assert prediction.heatmap.name.startswith(f"heatmaps/{prediction.pk}-")
