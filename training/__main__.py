@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from .transfer import main as transfer_main
 
         return transfer_main(argv[1:], prog="python -m training train-transfer")
+    if argv[:1] == ["adapt"]:
+        from .adapt import main as adapt_main
+
+        return adapt_main(argv[1:], prog="python -m training adapt")
     args = build_parser().parse_args(argv)
     from .train import TrainConfig, default_command, run
 
