@@ -40,6 +40,9 @@ class TransientError(Exception):
 def request_prediction(image, *, model_version=None):
     """Create the pending Prediction for ``image`` and queue it once the transaction commits.
 
+    The model is the image's site's: the active model of its clinic for its
+    acquisition device, else of its clinic, else the global active model
+    (``ModelVersion.objects.for_site``); the prediction records which.
     Idempotent: asking twice for the same (image, model version) returns the
     existing row and queues nothing new unless it is still unfinished. With
     no active model the image waits; registering and activating a model and
@@ -49,9 +52,11 @@ def request_prediction(image, *, model_version=None):
     so that clinicians never wait behind it. Returns the requested model's
     prediction.
     """
-    live = list(ModelVersion.objects.exclude(is_active=False, is_shadow=False))  # the active and the shadow
-    active = next((version for version in live if version.is_active), None)
-    shadow = next((version for version in live if version.is_shadow), None)
+    clinic_id = image.lesion.patient.clinic_id
+    # SITE-SCOPE HOOK: once LesionImage.device_model exists (the ingest work), use: device_model = image.device_model
+    device_model = ""
+    # The site's model when its clinic (and device) has one, else the global one.
+    active, shadow = ModelVersion.objects.for_site(clinic_id, device_model)
     model_version = model_version or active
     if model_version is None:
         logger.warning("No active model: image %s waits for one", image.pk)
@@ -201,14 +206,14 @@ def requeue_stale_predictions(*, older_than: timedelta) -> int:
             )
             send_prediction_on_commit(prediction.pk)
         count += 1
-    active = ModelVersion.objects.active()
-    if active is not None:
+    if ModelVersion.objects.filter(is_active=True).exists():
         cutoff = timezone.now() - older_than
         orphans = LesionImage.objects.filter(predictions__isnull=True, uploaded_at__lt=cutoff)
         for image in orphans:
             with transaction.atomic():
-                request_prediction(image, model_version=active)
-            count += 1
+                # Each image's own site model, else the global one.
+                if request_prediction(image) is not None:
+                    count += 1
     if count:
         logger.warning("Re-queued %d stale predictions", count)
     return count
