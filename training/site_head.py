@@ -6,8 +6,15 @@ Two ways of fitting the logistic head are compared on the site's own cases:
 - ``site+training``: the site's cases together with the base model's
   training-feature sample, the sample weighted so that its total weight
   equals the site's (the site is not drowned by the archive);
-- ``global``: the base model's own head (fitted on all the training data),
-  only recalibrated on the site's cases (calibration, threshold, band).
+- ``global+site``: the base model's own head (fitted on all the training
+  data) plus an L2-penalised correction learnt on the site's cases: the
+  global logit is an offset (with a fitted scale), so a small C stays close
+  to the global head and a large C lets the site speak;
+- ``global``: the base model's own head, only recalibrated on the site's
+  cases (calibration, threshold, band).
+
+Ties (outer ROC-AUCs within ``AUC_TIE``) go to the way listed later in
+``WAYS`` (the one that moves least from the global model).
 
 Nested CV (:func:`nested_cv`): the site's cases are split into stratified
 outer folds. For each outer fold and each way, an inner stratified CV on
@@ -18,7 +25,12 @@ archive's) and the threshold (sensitivity >= 0.90). The head refitted on
 all outer-training rows then scores the outer fold, through that fold's own
 calibration and threshold. So every outer figure (ROC-AUC, sensitivity,
 specificity, ECE) is of cases that chose nothing; the way with the higher
-outer ROC-AUC (the lower log-loss on a tie) is kept.
+outer ROC-AUC is kept (see ties below).
+
+The uncertain band's lower edge is where a case is referred (malignant or
+uncertain): it is the lower of ``calibration.choose_band``'s and the
+threshold for sensitivity >= ``REFERRAL_SENSITIVITY`` out-of-fold, so that on
+few melanomas the referral rule keeps a margin over the 0.90 floor.
 
 The final head (:func:`fit_site_head`) repeats one inner level on all the
 site's cases: C, calibration, threshold and uncertain band from its
@@ -39,9 +51,10 @@ from . import calibration
 from .head import LinearHead
 from .metrics import binary_metrics
 
-WAYS = ("site", "site+training", "global")
+WAYS = ("site", "site+training", "global+site", "global")
 DEFAULT_CS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
-AUC_TIE = 0.002  # outer ROC-AUCs closer than this are a tie, decided by log-loss
+REFERRAL_SENSITIVITY = 0.95
+AUC_TIE = 0.01  # outer ROC-AUCs closer than this are a tie (noise on ~100 cases)
 
 
 @dataclass
@@ -83,6 +96,27 @@ def _fit(x, y, w, c, seed) -> LinearHead:
     kernel = lr.coef_.ravel() / scaler.scale_
     bias = float(lr.intercept_[0] - np.sum(lr.coef_.ravel() * scaler.mean_ / scaler.scale_))
     return LinearHead(kernel=kernel, bias=bias, c=c)
+
+
+def _fit_offset(x, y, c, base_head) -> LinearHead:
+    """The base head's logit g as an offset: logit = a * g + b + v . standardise(x), with ||v||^2 / (2C)."""
+    from scipy.optimize import minimize
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    g = base_head.logit(x)
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = (x - mu) / sd
+
+    def loss(p):
+        s = p[0] * g + p[1] + z @ p[2:]
+        r = calibration.sigmoid(s) - y
+        value = np.sum(np.logaddexp(0.0, s) - y * s) + p[2:] @ p[2:] / (2 * c)
+        return value, np.r_[np.sum(r * g), np.sum(r), z.T @ r + p[2:] / c]
+
+    p = minimize(loss, np.r_[1.0, 0.0, np.zeros(x.shape[1])], jac=True, method="L-BFGS-B").x
+    v = p[2:] / sd
+    return LinearHead(kernel=p[0] * base_head.kernel + v, bias=float(p[0] * base_head.bias + p[1] - v @ mu), c=c)
 
 
 def _rows(way, xs, ys, xt, yt):
@@ -134,8 +168,7 @@ def inner_level(way, xs, ys, xt, yt, cs, folds, seed, min_sensitivity, pool, bas
 
     def job(args):
         c, (tr, va) = args
-        x, y, w = _rows(way, xs[tr], ys[tr], xt, yt)
-        return c, va, _fit(x, y, w, c, seed).logit(xs[va])
+        return c, va, _head(way, xs[tr], ys[tr], xt, yt, c, seed, base_head).logit(xs[va])
 
     oof = {c: np.zeros(len(ys)) for c in cs}
     for c, va, logit in pool.map(job, [(c, sp) for c in cs for sp in splits]):
@@ -155,6 +188,15 @@ class NestedResult:
     folds: np.ndarray  # outer fold of each site case
 
 
+def choose_band(y, prob, threshold, **targets) -> dict:
+    """``calibration.choose_band``, its lower edge lowered to the referral threshold when that is lower."""
+    band = calibration.choose_band(y, prob, threshold, **targets)
+    referral = calibration.choose_threshold(y, prob, REFERRAL_SENSITIVITY)
+    if referral < band["lo"]:
+        band = {**band, "lo": referral, **calibration.band_rates(y, prob, referral, band["hi"])}
+    return band
+
+
 def _log_loss(y, p) -> float:
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
@@ -163,6 +205,8 @@ def _log_loss(y, p) -> float:
 def _head(way, xs, ys, xt, yt, c, seed, base_head):
     if way == "global":
         return base_head
+    if way == "global+site":
+        return _fit_offset(xs, ys, c, base_head)
     x, y, w = _rows(way, xs, ys, xt, yt)
     return _fit(x, y, w, c, seed)
 
@@ -175,7 +219,7 @@ def nested_cv(
     ``base_head`` (a LinearHead: the base model's calibrated head) is needed
     for the ``global`` way, which is skipped without it.
     """
-    ways = [w for w in ways if w != "global" or base_head is not None]
+    ways = [w for w in ways if not w.startswith("global") or base_head is not None]
     from threadpoolctl import threadpool_limits
 
     ys = np.asarray(ys).astype(int)
@@ -188,40 +232,39 @@ def nested_cv(
         for way in ways:
             prob = np.zeros(len(ys))
             called = np.zeros(len(ys), dtype=bool)
+            referred = np.zeros(len(ys), dtype=bool)
             fold_rows = []
             for f, (tr, va) in enumerate(outer_splits):
-                c, _, cal, thr, _ = inner_level(
+                c, _, cal, thr, inner_prob = inner_level(
                     way, xs[tr], ys[tr], xt, yt, cs, inner, seed + 1 + f, min_sensitivity, pool, base_head
                 )
+                lo = choose_band(ys[tr], inner_prob, thr)["lo"]
                 head = _head(way, xs[tr], ys[tr], xt, yt, c, seed, base_head)
                 prob[va] = cal.apply(head.logit(xs[va]))
                 called[va] = prob[va] >= thr
+                referred[va] = prob[va] >= lo
                 fold_rows.append({"fold": f, "n": int(len(va)), "c": c, "threshold": round(thr, 6)})
             per_way[way] = {
-                "metrics": outer_metrics(ys, prob, called),
+                "metrics": outer_metrics(ys, prob, called, referred),
                 "folds": fold_rows,
                 "prob": prob,
                 "called": called,
             }
-    kept = max(
-        ways,
-        key=lambda w: (
-            round(per_way[w]["metrics"]["roc_auc"] / AUC_TIE),
-            -per_way[w]["metrics"]["log_loss"],
-        ),
-    )
+    best = max(per_way[w]["metrics"]["roc_auc"] for w in ways)
+    kept = max((w for w in ways if per_way[w]["metrics"]["roc_auc"] >= best - AUC_TIE), key=WAYS.index)
     return NestedResult(way=kept, per_way=per_way, folds=fold_of)
 
 
-def outer_metrics(y, prob, called) -> dict:
+def outer_metrics(y, prob, called, referred=None) -> dict:
     """ROC-AUC, Brier, ECE and log-loss of the outer probabilities; sensitivity and
-    specificity of each fold's own threshold decisions (``called``)."""
+    specificity of each fold's own threshold decisions (``called``), and of its
+    referrals (malignant or uncertain: ``referred``)."""
     m = binary_metrics(y, prob, 0.5)
     y = np.asarray(y).astype(int)
     tp = int((called & (y == 1)).sum())
     tn = int((~called & (y == 0)).sum())
     n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-    return {
+    out = {
         "roc_auc": m["roc_auc"],
         "brier": m["brier"],
         "ece": m["ece"],
@@ -233,6 +276,10 @@ def outer_metrics(y, prob, called) -> dict:
         "tp": tp,
         "tn": tn,
     }
+    if referred is not None:
+        out["referral_sensitivity"] = float(referred[y == 1].mean()) if n_pos else 0.0
+        out["referral_specificity"] = float((~referred)[y == 0].mean()) if n_neg else 0.0
+    return out
 
 
 def fit_site_head(
@@ -246,5 +293,5 @@ def fit_site_head(
     with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         c, aucs, cal, thr, prob = inner_level(way, xs, ys, xt, yt, cs, inner, seed, min_sensitivity, pool, base_head)
         head = _head(way, xs, ys, xt, yt, c, seed, base_head)
-    chosen_band = calibration.choose_band(ys, prob, thr, **band)
+    chosen_band = choose_band(ys, prob, thr, **band)
     return SiteHead(way=way, head=head, calibration=cal, threshold=thr, band=chosen_band, oof_prob=prob, inner_auc=aucs)

@@ -84,7 +84,10 @@ def write_all(
             },
             "backbone": "the base model's, unchanged",
             "way": nested.way,
-            "why": ("higher outer nested-CV ROC-AUC (log-loss on a tie) on the site's own cases"),
+            "why": (
+                "highest outer nested-CV ROC-AUC on the site's own cases; "
+                "within 0.01 of it, the way closest to the global model"
+            ),
             "cv": {
                 **cv,
                 "validation": f"{config.outer_folds}-fold stratified outer CV on the site's cases, "
