@@ -13,8 +13,11 @@ Two ways of fitting the logistic head are compared on the site's own cases:
 - ``global``: the base model's own head, only recalibrated on the site's
   cases (calibration, threshold, band).
 
-Ties (outer ROC-AUCs within ``AUC_TIE``) go to the way listed later in
-``WAYS`` (the one that moves least from the global model).
+On about a hundred cases the outer ROC-AUCs of the ways differ by noise as
+much as by merit, so the default is the way that moves least from the global
+model (the last of ``WAYS`` available), and another is kept only when a
+paired bootstrap of the site's cases finds it better in at least 90% of
+resamples (:func:`choose_way`).
 
 Nested CV (:func:`nested_cv`): the site's cases are split into stratified
 outer folds. For each outer fold and each way, an inner stratified CV on
@@ -25,7 +28,7 @@ archive's) and the threshold (sensitivity >= 0.90). The head refitted on
 all outer-training rows then scores the outer fold, through that fold's own
 calibration and threshold. So every outer figure (ROC-AUC, sensitivity,
 specificity, ECE) is of cases that chose nothing; the way with the higher
-outer ROC-AUC is kept (see ties below).
+outer ROC-AUC is kept if clearly better than the default (see below).
 
 The uncertain band's lower edge is where a case is referred (malignant or
 uncertain): it is the lower of ``calibration.choose_band``'s and the
@@ -54,7 +57,8 @@ from .metrics import binary_metrics
 WAYS = ("site", "site+training", "global+site", "global")
 DEFAULT_CS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 REFERRAL_SENSITIVITY = 0.95
-AUC_TIE = 0.01  # outer ROC-AUCs closer than this are a tie (noise on ~100 cases)
+BOOTSTRAP = 400
+CONFIDENCE = 0.90
 
 
 @dataclass
@@ -186,6 +190,7 @@ class NestedResult:
     way: str  # the way kept
     per_way: dict  # way -> {"metrics": pooled outer metrics, "folds": [...], "prob", "called"}
     folds: np.ndarray  # outer fold of each site case
+    evidence: dict = field(default_factory=dict)  # how the way was chosen (choose_way)
 
 
 def choose_band(y, prob, threshold, **targets) -> dict:
@@ -250,9 +255,32 @@ def nested_cv(
                 "prob": prob,
                 "called": called,
             }
-    best = max(per_way[w]["metrics"]["roc_auc"] for w in ways)
-    kept = max((w for w in ways if per_way[w]["metrics"]["roc_auc"] >= best - AUC_TIE), key=WAYS.index)
-    return NestedResult(way=kept, per_way=per_way, folds=fold_of)
+    kept, evidence = choose_way(ys, per_way, seed)
+    return NestedResult(way=kept, per_way=per_way, folds=fold_of, evidence=evidence)
+
+
+def choose_way(y, per_way, seed, n_boot=BOOTSTRAP, confidence=CONFIDENCE):
+    """The way kept: the one with the highest outer ROC-AUC, if a paired bootstrap of the site's
+    cases shows it better than the default (the way closest to the global model, last in WAYS)
+    in at least ``confidence`` of resamples; else the default. Returns (way, evidence)."""
+    from sklearn.metrics import roc_auc_score
+
+    ways = sorted(per_way, key=WAYS.index)
+    default = ways[-1]
+    best = max(ways, key=lambda w: (per_way[w]["metrics"]["roc_auc"], WAYS.index(w)))
+    evidence = {"default": default, "best": best, "p_better": None}
+    if best == default:
+        return default, evidence
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    wins = 0
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        a = roc_auc_score(y[idx], per_way[best]["prob"][idx])
+        b = roc_auc_score(y[idx], per_way[default]["prob"][idx])
+        wins += a > b
+    evidence["p_better"] = wins / n_boot
+    return (best if wins / n_boot >= confidence else default), evidence
 
 
 def outer_metrics(y, prob, called, referred=None) -> dict:

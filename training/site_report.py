@@ -85,9 +85,10 @@ def write_all(
             "backbone": "the base model's, unchanged",
             "way": nested.way,
             "why": (
-                "highest outer nested-CV ROC-AUC on the site's own cases; "
-                "within 0.01 of it, the way closest to the global model"
+                "the highest outer nested-CV ROC-AUC on the site's own cases when a paired bootstrap finds it "
+                "better than the way closest to the global model in >= 90% of resamples; else that way"
             ),
+            "evidence": nested.evidence,
             "cv": {
                 **cv,
                 "validation": f"{config.outer_folds}-fold stratified outer CV on the site's cases, "
