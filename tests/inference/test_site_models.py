@@ -162,3 +162,54 @@ class TestAdminVisibility:
         assert visible(admin_helpers.plain_staff(clinic)) == {global_model, site_model}
         assert visible(stranger) == {global_model}
         assert visible(admin_helpers.ml_admin()) == {global_model, site_model}
+
+
+class TestLocalValidation:
+    def cases(self, site_model, owner, lesion, n_mel, n_ben):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from inference.models import Prediction
+
+        rows = [(0.8, "malignant", "invasive_melanoma")] * (n_mel - 1) + [(0.2, "benign", "melanoma_in_situ")]
+        rows += [(0.1, "benign", "benign")] * (n_ben - 2) + [(0.5, "uncertain", "benign"), (0.7, "malignant", "benign")]
+        for p, label, truth in rows:
+            image = admin_helpers.make_image(lesion, owner)
+            prediction = Prediction.objects.create(
+                image=image, model_version=site_model, status="succeeded", probability_malignant=p, label=label
+            )
+            # An earlier review without a result, then the latest with one.
+            admin_helpers.make_review(image, owner, prediction=prediction)
+            admin_helpers.make_review(
+                image,
+                owner,
+                prediction=prediction,
+                histopathology_result=truth,
+                created_at=timezone.now() + timedelta(minutes=1),
+            )
+
+    def test_figures_against_histopathology(self, site_model, owner, lesion, clinic):
+        from inference.monitoring.site_validation import site_validation
+
+        self.cases(site_model, owner, lesion, 10, 12)
+        report = site_validation(site_model, clinic)
+        assert (report.n_melanoma, report.n_benign, report.enough) == (10, 12, True)
+        figures = {name: (value, interval) for name, value, interval, _ in report.figures}
+        assert figures["Sensitivity at the threshold"][0] == pytest.approx(9 / 10)
+        assert figures["Referral specificity"][0] == pytest.approx(10 / 12)
+        low, high = figures["Sensitivity at the threshold"][1]
+        assert low < 0.9 < high
+
+    def test_thin_data_is_too_few_to_judge_and_the_page_says_so(self, site_model, owner, lesion, clinic, client):
+        self.cases(site_model, owner, lesion, 3, 4)
+        client.force_login(admin_helpers.ml_admin())
+        page = client.get(f"/admin/inference/site-validation/{site_model.pk}/")
+        assert page.status_code == 200
+        assert "Too few cases to judge" in page.content.decode()
+
+    def test_another_clinics_staff_cannot_open_it(self, site_model, client):
+        stranger = UserFactory(username="stranger", is_staff=True)
+        MembershipFactory(clinic=ClinicFactory(name="Southside"), user=stranger)
+        client.force_login(stranger)
+        assert client.get(f"/admin/inference/site-validation/{site_model.pk}/").status_code == 404
