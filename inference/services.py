@@ -235,7 +235,7 @@ class RerunOutcome:
 
 
 def rerun_with_active_model(*, predictions, user) -> list[RerunOutcome]:
-    """Give each image behind ``predictions`` a prediction by the active model.
+    """Give each image behind ``predictions`` a prediction by the active model (its site's, else the global one).
 
     Idempotent, one outcome per image: an image the active model already
     succeeded on gets nothing new; a failed prediction of the active model is
@@ -249,13 +249,16 @@ def rerun_with_active_model(*, predictions, user) -> list[RerunOutcome]:
     predictions = list(predictions)
     if not permissions.can_act_on_predictions_in_admin(user, predictions):
         raise PermissionDenied("You may only re-run predictions of the clinics you administer.")
-    active = ModelVersion.objects.active()
-    if active is None:
+    if not ModelVersion.objects.filter(is_active=True).exists():
         raise ValidationError("No model is active: activate one before re-running predictions.")
     image_ids = list(dict.fromkeys(prediction.image_id for prediction in predictions))
     outcomes = []
     with transaction.atomic():
-        for image in LesionImage.objects.filter(pk__in=image_ids).order_by("pk"):
+        for image in LesionImage.objects.filter(pk__in=image_ids).select_related("lesion__patient").order_by("pk"):
+            # The image's site model when its clinic has one, else the global one (as request_prediction).
+            active = ModelVersion.objects.for_site(image.lesion.patient.clinic_id, "")[0]
+            if active is None:
+                raise ValidationError(f"No model is active for the clinic of image {image.pk}.")
             existing = Prediction.objects.select_for_update().filter(image=image, model_version=active).first()
             if existing is None:
                 outcomes.append(RerunOutcome(request_prediction(image, model_version=active), RerunOutcome.QUEUED))

@@ -134,6 +134,15 @@ class TestPerSiteChoice:
         image = upload(owner, lesion, jpeg_bytes)
         assert services.request_prediction(image).model_version == global_model
 
+    def test_a_re_run_uses_the_clinics_site_model(
+        self, global_model, site_model, ml_admin, owner, lesion, jpeg_bytes, queued_predictions
+    ):
+        image = upload(owner, lesion, jpeg_bytes)
+        before = image.predictions.get()
+        registry.activate_model_version(site_model, user=ml_admin)
+        [outcome] = services.rerun_with_active_model(predictions=[before], user=admin_helpers.superuser())
+        assert outcome.prediction.model_version == site_model and outcome.outcome == "queued"
+
     def test_a_device_scoped_model_beats_the_clinic_wide_one(self, tmp_path, clinic, site_model, ml_admin):
         device = register_site(site_folder(tmp_path, "north-dermlite", 0.93), clinic, device_model="DL5")
         registry.activate_model_version(site_model, user=ml_admin)
