@@ -91,4 +91,5 @@ def test_register_model_registers_it_for_a_clinic(adapted, clinic, capsys):
     version = ModelVersion.objects.get(name="demo-site", version="1")
     assert version.clinic == clinic and version.device_model == ""
     assert version.onnx_sha256 and not version.is_active
-    assert "for Northside Dermatology" not in capsys.readouterr().out  # registered, not active
+    out = capsys.readouterr().out
+    assert "demo-site-1 registered [site model of Northside Dermatology]" in out  # registered, not active

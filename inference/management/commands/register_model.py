@@ -48,5 +48,5 @@ class Command(BaseCommand):
         state = "registered" if created else "already registered"
         active = " (active)" if version.is_active else ""
         if version.is_site_model:
-            active += f" for {version.scope_label}"
+            active += f" [site model of {version.scope_label}]"
         self.stdout.write(f"{version} {state}{active}, sha256 {version.sha256[:12]}")
