@@ -112,7 +112,7 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
     ]
     list_display_links = ["name", "version"]
     list_filter = ["is_active", "is_shadow", "name"]
-    list_select_related = ["registered_by"]
+    list_select_related = ["registered_by", "clinic"]
     search_fields = ["name", "version", "sha256"]
     date_hierarchy = "created_at"
     # Files are shown by name only: their URLs would bypass the staff check.
@@ -156,11 +156,12 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
 
     @admin.display(description="State")
     def state(self, obj):
+        scope = "" if obj.clinic_id is None else f" · site model of {obj.scope_label}"
         if obj.is_active:
-            return format_html('<span class="model-badge model-active">{}</span>', "active")
+            return format_html('<span class="model-badge model-active">{}</span>{}', "active", scope)
         if obj.is_shadow:
-            return format_html('<span class="model-badge model-shadow">{}</span>', "shadow")
-        return "—"
+            return format_html('<span class="model-badge model-shadow">{}</span>{}', "shadow", scope)
+        return "—" + scope
 
     def _metric(self, obj, key):
         summary = metric_summary(obj.metrics, key)
