@@ -267,3 +267,34 @@ class Prediction(models.Model):
 
     def __str__(self):
         return f"{self.get_status_display()} prediction {self.id}"
+
+
+class SiteAdaptationJob(models.Model):
+    """One run of ``training adapt`` for a clinic on the ``training`` queue (``inference.site_jobs``)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey("cases.Clinic", on_delete=models.PROTECT, related_name="site_adaptation_jobs")
+    data_dir = models.CharField(max_length=500)
+    out_dir = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.TextField(blank=True)  # the run's progress lines, appended as they come
+    error = models.TextField(blank=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Site adaptation for {self.clinic} ({self.get_status_display()})"

@@ -43,3 +43,11 @@ def run_prediction_task(self, prediction_id):
 @shared_task(soft_time_limit=120, time_limit=180)
 def requeue_stale_predictions_task():
     services.requeue_stale_predictions(older_than=timedelta(seconds=settings.SKINCARE_STALE_PREDICTION_SECONDS))
+
+
+@shared_task(acks_late=False, soft_time_limit=3600, time_limit=3900)
+def adapt_site_model_task(job_id):
+    """Routed to the ``training`` queue (CELERY_TASK_ROUTES); see inference.site_jobs."""
+    from . import site_jobs
+
+    site_jobs.run_site_adaptation(job_id)

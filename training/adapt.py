@@ -76,10 +76,11 @@ class AdaptConfig:
     version: str = ""
     site: str = ""
     command: str = ""
+    progress: object = None  # a callable taking one line; default: print with a timestamp
     extra: dict = field(default_factory=dict)
 
 
-def progress(msg: str) -> None:
+def _print_progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
@@ -152,6 +153,7 @@ def _default_names(config: AdaptConfig, base_meta: dict) -> tuple[str, str, str]
 def run(config: AdaptConfig) -> dict:
     """Adapt, write ``config.out``; returns model.json's content. AdaptError/BaseModelError on refusal."""
     t0 = time.time()
+    progress = config.progress or _print_progress
     out = Path(config.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise AdaptError(f"{out} exists and is not an empty folder; choose a new --out")
