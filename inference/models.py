@@ -15,10 +15,44 @@ from django.utils import timezone
 
 class ModelVersionQuerySet(models.QuerySet):
     def active(self):
-        return self.filter(is_active=True).first()
+        """The global active model (site models are chosen per image: ``for_site``)."""
+        return self.filter(is_active=True, clinic__isnull=True).first()
 
     def shadow(self):
-        return self.filter(is_shadow=True).first()
+        """The global shadow model."""
+        return self.filter(is_shadow=True, clinic__isnull=True).first()
+
+    def in_scope(self, clinic_id, device_model=""):
+        """Versions of exactly one scope: global (``clinic_id`` None), a clinic, or a clinic's device."""
+        if clinic_id is None:
+            return self.filter(clinic__isnull=True)
+        return self.filter(clinic_id=clinic_id, device_model=device_model or "")
+
+    def for_site(self, clinic_id, device_model=""):
+        """(active, shadow) for an image of ``clinic_id`` taken with ``device_model``.
+
+        The most specific scope wins, separately for each: the clinic's model
+        for that device, else the clinic's model for every device, else the
+        global one. Either may be None.
+        """
+        from django.db.models import Case, IntegerField, Value, When
+
+        scopes = Q(clinic__isnull=True)
+        if clinic_id is not None:
+            scopes |= Q(clinic_id=clinic_id, device_model="")
+            if device_model:
+                scopes |= Q(clinic_id=clinic_id, device_model=device_model)
+        live = self.filter(scopes).filter(Q(is_active=True) | Q(is_shadow=True))
+        rank = Case(
+            When(clinic__isnull=True, then=Value(2)),
+            When(device_model="", then=Value(1)),
+            default=Value(0),
+            output_field=IntegerField(),
+        )
+        ordered = list(live.annotate(scope_rank=rank).order_by("scope_rank"))
+        active = next((v for v in ordered if v.is_active), None)
+        shadow = next((v for v in ordered if v.is_shadow), None)
+        return active, shadow
 
 
 def model_artifact_path(instance, filename):
@@ -56,6 +90,13 @@ class ModelVersion(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     activated_at = models.DateTimeField(null=True, blank=True)
     registered_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    # Scope: blank clinic = the global model; a clinic = that site's model
+    # (``python -m training adapt``), optionally for one acquisition device
+    # only. Fixed at registration. Each scope has its own active and shadow.
+    clinic = models.ForeignKey(
+        "cases.Clinic", on_delete=models.PROTECT, null=True, blank=True, related_name="model_versions"
+    )
+    device_model = models.CharField(max_length=100, blank=True, default="")
 
     objects = ModelVersionQuerySet.as_manager()
 
@@ -63,9 +104,31 @@ class ModelVersion(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["name", "version"], name="unique_model_name_version"),
-            # At most one model is live at any moment, enforced by the database.
-            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="at_most_one_active_model"),
-            models.UniqueConstraint(fields=["is_shadow"], condition=Q(is_shadow=True), name="at_most_one_shadow_model"),
+            # At most one model is live per scope at any moment, enforced by the
+            # database: one global, and one per (clinic, device model).
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=Q(is_active=True, clinic__isnull=True),
+                name="at_most_one_active_global_model",
+            ),
+            models.UniqueConstraint(
+                fields=["is_shadow"],
+                condition=Q(is_shadow=True, clinic__isnull=True),
+                name="at_most_one_shadow_global_model",
+            ),
+            models.UniqueConstraint(
+                fields=["clinic", "device_model"],
+                condition=Q(is_active=True, clinic__isnull=False),
+                name="at_most_one_active_model_per_site",
+            ),
+            models.UniqueConstraint(
+                fields=["clinic", "device_model"],
+                condition=Q(is_shadow=True, clinic__isnull=False),
+                name="at_most_one_shadow_model_per_site",
+            ),
+            models.CheckConstraint(
+                condition=Q(clinic__isnull=False) | Q(device_model=""), name="device_scope_needs_a_clinic"
+            ),
             models.CheckConstraint(condition=~Q(is_active=True, is_shadow=True), name="active_model_is_not_shadow"),
         ]
         permissions = [
@@ -80,6 +143,16 @@ class ModelVersion(models.Model):
     def label(self):
         return f"{self.name}-{self.version}"
 
+    @property
+    def is_site_model(self) -> bool:
+        return self.clinic_id is not None
+
+    @property
+    def scope_label(self) -> str:
+        if self.clinic_id is None:
+            return "global"
+        return f"{self.clinic}" + (f" / {self.device_model}" if self.device_model else "")
+
 
 class ModelActivation(models.Model):
     """Append-only history of which model was live (or shadow), who switched it and when.
@@ -93,6 +166,7 @@ class ModelActivation(models.Model):
         ROLLED_BACK = "rolled_back", "Rolled back to"
         SHADOW_STARTED = "shadow_started", "Shadow mode started"
         SHADOW_STOPPED = "shadow_stopped", "Shadow mode stopped"
+        SITE_WITHDRAWN = "site_withdrawn", "Site model withdrawn (back to the global model)"
 
     id = models.BigAutoField(primary_key=True)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="activations")
@@ -222,3 +296,34 @@ class Prediction(models.Model):
 
     def __str__(self):
         return f"{self.get_status_display()} prediction {self.id}"
+
+
+class SiteAdaptationJob(models.Model):
+    """One run of ``training adapt`` for a clinic on the ``training`` queue (``inference.site_jobs``)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey("cases.Clinic", on_delete=models.PROTECT, related_name="site_adaptation_jobs")
+    data_dir = models.CharField(max_length=500)
+    out_dir = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.TextField(blank=True)  # the run's progress lines, appended as they come
+    error = models.TextField(blank=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Site adaptation for {self.clinic} ({self.get_status_display()})"

@@ -42,6 +42,9 @@ class TransientError(Exception):
 def request_prediction(image, *, model_version=None):
     """Create the pending Prediction for ``image`` and queue it once the transaction commits.
 
+    The model is the image's site's: the active model of its clinic for its
+    acquisition device, else of its clinic, else the global active model
+    (``ModelVersion.objects.for_site``); the prediction records which.
     Idempotent: asking twice for the same (image, model version) returns the
     existing row and queues nothing new unless it is still unfinished. With
     no active model the image waits; registering and activating a model and
@@ -51,9 +54,11 @@ def request_prediction(image, *, model_version=None):
     so that clinicians never wait behind it. Returns the requested model's
     prediction.
     """
-    live = list(ModelVersion.objects.exclude(is_active=False, is_shadow=False))  # the active and the shadow
-    active = next((version for version in live if version.is_active), None)
-    shadow = next((version for version in live if version.is_shadow), None)
+    clinic_id = image.lesion.patient.clinic_id
+    # The device model read from the upload's EXIF at ingest (blank when unknown).
+    device_model = image.device_model
+    # The site's model when its clinic (and device) has one, else the global one.
+    active, shadow = ModelVersion.objects.for_site(clinic_id, device_model)
     model_version = model_version or active
     if model_version is None:
         logger.warning("No active model: image %s waits for one", image.pk)
@@ -261,14 +266,14 @@ def requeue_stale_predictions(*, older_than: timedelta) -> int:
             )
             send_prediction_on_commit(prediction.pk)
         count += 1
-    active = ModelVersion.objects.active()
-    if active is not None:
+    if ModelVersion.objects.filter(is_active=True).exists():
         cutoff = timezone.now() - older_than
         orphans = LesionImage.objects.filter(predictions__isnull=True, uploaded_at__lt=cutoff)
         for image in orphans:
             with transaction.atomic():
-                request_prediction(image, model_version=active)
-            count += 1
+                # Each image's own site model, else the global one.
+                if request_prediction(image) is not None:
+                    count += 1
     if count:
         logger.warning("Re-queued %d stale predictions", count)
     return count
@@ -290,7 +295,7 @@ class RerunOutcome:
 
 
 def rerun_with_active_model(*, predictions, user) -> list[RerunOutcome]:
-    """Give each image behind ``predictions`` a prediction by the active model.
+    """Give each image behind ``predictions`` a prediction by the active model (its site's, else the global one).
 
     Idempotent, one outcome per image: an image the active model already
     succeeded on gets nothing new; a failed prediction of the active model is
@@ -304,13 +309,16 @@ def rerun_with_active_model(*, predictions, user) -> list[RerunOutcome]:
     predictions = list(predictions)
     if not permissions.can_act_on_predictions_in_admin(user, predictions):
         raise PermissionDenied("You may only re-run predictions of the clinics you administer.")
-    active = ModelVersion.objects.active()
-    if active is None:
+    if not ModelVersion.objects.filter(is_active=True).exists():
         raise ValidationError("No model is active: activate one before re-running predictions.")
     image_ids = list(dict.fromkeys(prediction.image_id for prediction in predictions))
     outcomes = []
     with transaction.atomic():
-        for image in LesionImage.objects.filter(pk__in=image_ids).order_by("pk"):
+        for image in LesionImage.objects.filter(pk__in=image_ids).select_related("lesion__patient").order_by("pk"):
+            # The image's site model when its clinic has one, else the global one (as request_prediction).
+            active = ModelVersion.objects.for_site(image.lesion.patient.clinic_id, image.device_model)[0]
+            if active is None:
+                raise ValidationError(f"No model is active for the clinic of image {image.pk}.")
             existing = Prediction.objects.select_for_update().filter(image=image, model_version=active).first()
             if existing is None:
                 outcomes.append(RerunOutcome(request_prediction(image, model_version=active), RerunOutcome.QUEUED))

@@ -94,3 +94,11 @@ def delete_orphan_heatmap_files_task():
 def requeue_stale_predictions_task():
     """The old schedule's name, kept for beat databases that still list it: sweeps instead."""
     sweeper.sweep()
+
+
+@shared_task(acks_late=False, soft_time_limit=3600, time_limit=3900)
+def adapt_site_model_task(job_id):
+    """Routed to the ``training`` queue (CELERY_TASK_ROUTES); see inference.site_jobs."""
+    from . import site_jobs
+
+    site_jobs.run_site_adaptation(job_id)

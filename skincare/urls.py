@@ -7,6 +7,8 @@ from interop.urls import portal_urlpatterns as interop_portal
 urlpatterns = [
     # The model monitoring page: an admin page of its own, ahead of the admin's URLs.
     path("admin/inference/monitoring/", include("inference.admin.monitoring")),
+    # The local validation report of a model version at one clinic (site models).
+    path("admin/inference/site-validation/", include("inference.admin.site_validation")),
     path("admin/", admin.site.urls),
     # FHIR, PDF reports and DICOM (interop/): under the API's /api/v1/ and the portal's /.
     path("api/v1/", include((interop_api, "interop_api"))),

@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from .finetune import main as finetune_main
 
         return finetune_main(argv[1:])
+    if argv[:1] == ["adapt"]:
+        from .adapt import main as adapt_main
+
+        return adapt_main(argv[1:], prog="python -m training adapt")
     args = build_parser().parse_args(argv)
     from .train import TrainConfig, default_command, run
 

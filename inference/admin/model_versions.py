@@ -92,6 +92,7 @@ SWITCHES = {
     "start_shadow": Switch("Run this model in shadow mode", "Start shadow mode", True),
     "stop_shadow": Switch("Stop shadow mode", "Stop shadow mode", False),
     "rollback": Switch("Roll back to the previous model", "Roll back", False),
+    "withdraw": Switch("Withdraw this site model (the clinic goes back to the global model)", "Withdraw", True),
 }
 
 
@@ -111,7 +112,7 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
     ]
     list_display_links = ["name", "version"]
     list_filter = ["is_active", "is_shadow", "name"]
-    list_select_related = ["registered_by"]
+    list_select_related = ["registered_by", "clinic"]
     search_fields = ["name", "version", "sha256"]
     date_hierarchy = "created_at"
     # Files are shown by name only: their URLs would bypass the staff check.
@@ -137,6 +138,14 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return permissions.is_ml_admin(request.user)
 
+    def get_queryset(self, request):
+        """Global models to all staff; a site model only to those who may see its clinic (ML admins: all)."""
+        queryset = super().get_queryset(request)
+        site_models = permissions.admin_scope(
+            request.user, queryset.filter(clinic__isnull=False), "clinic", model_review=True
+        )
+        return queryset.filter(Q(clinic__isnull=True) | Q(pk__in=site_models.values("pk")))
+
     def has_change_permission(self, request, obj=None):
         return False  # a registered model is evidence of what produced predictions: never edited
 
@@ -147,11 +156,12 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
 
     @admin.display(description="State")
     def state(self, obj):
+        scope = "" if obj.clinic_id is None else f" · site model of {obj.scope_label}"
         if obj.is_active:
-            return format_html('<span class="model-badge model-active">{}</span>', "active")
+            return format_html('<span class="model-badge model-active">{}</span>{}', "active", scope)
         if obj.is_shadow:
-            return format_html('<span class="model-badge model-shadow">{}</span>', "shadow")
-        return "—"
+            return format_html('<span class="model-badge model-shadow">{}</span>{}', "shadow", scope)
+        return "—" + scope
 
     def _metric(self, obj, key):
         summary = metric_summary(obj.metrics, key)
@@ -195,6 +205,9 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
                 "<uuid:object_id>/activate/", view(self.switch_view), {"switch": "activate"}, name=f"{prefix}_activate"
             ),
             path(
+                "<uuid:object_id>/withdraw/", view(self.switch_view), {"switch": "withdraw"}, name=f"{prefix}_withdraw"
+            ),
+            path(
                 "<uuid:object_id>/start-shadow/",
                 view(self.switch_view),
                 {"switch": "start_shadow"},
@@ -234,7 +247,9 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
                 buttons.append(("Start shadow mode", self._url("start_shadow", version.pk)))
             if version.is_shadow:
                 buttons.append(("Stop shadow mode", self._url("stop_shadow")))
-            if version.is_active and registry.rollback_target()[1] is not None:
+            if version.is_active and version.is_site_model:
+                buttons.append(("Withdraw (back to the global model)", self._url("withdraw", version.pk)))
+            elif version.is_active and registry.rollback_target()[1] is not None:
                 buttons.append(("Roll back", self._url("rollback")))
         history = (
             ModelActivation.objects.filter(Q(model_version=version) | Q(previous=version))
@@ -299,9 +314,14 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
         if not permissions.is_ml_admin(request.user):
             raise PermissionDenied
         spec = SWITCHES[switch]
-        version = get_object_or_404(ModelVersion, pk=object_id) if spec.for_one_version else None
+        version = get_object_or_404(self.get_queryset(request), pk=object_id) if spec.for_one_version else None
         active = ModelVersion.objects.active()
         shadow = ModelVersion.objects.shadow()
+        if version is not None and version.is_site_model:
+            active, shadow = (
+                ModelVersion.objects.in_scope(version.clinic_id, version.device_model).filter(is_active=True).first(),
+                None,
+            )
         if request.method == "POST":
             return self._switch(request, switch, version, active, shadow)
         _, rollback_to = registry.rollback_target()
@@ -333,6 +353,10 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
                 changed = registry.start_shadow(version, user=user)
                 changes = {"is_shadow": [False, True]}
                 description = f"Started shadow mode of {changed} (previous shadow: {shadow or 'none'})"
+            elif switch == "withdraw":
+                changed = registry.withdraw_site_model(version, user=user)
+                changes = {"is_active": [True, False]}
+                description = f"Withdrew {changed} from {changed.scope_label}"
             elif switch == "stop_shadow":
                 changed = registry.stop_shadow(user=user)
                 changes = {"is_shadow": [True, False]}
@@ -344,7 +368,8 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return redirect(self._url("change", version.pk) if version else self._url("changelist"))
-        log_action(user=user, obj=changed, description=description, changes=changes)
+        if not changed.is_site_model:  # site switches are audited by the registry itself
+            log_action(user=user, obj=changed, description=description, changes=changes)
         self.message_user(request, description + ".")
         return redirect(self._url("change", changed.pk))
 
@@ -354,7 +379,7 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
             raise PermissionDenied
         if plot not in PLOTS:
             raise Http404
-        version = get_object_or_404(ModelVersion, pk=object_id)
+        version = get_object_or_404(self.get_queryset(request), pk=object_id)
         field_file = getattr(version, plot)
         if not field_file:
             raise Http404

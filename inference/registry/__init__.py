@@ -18,6 +18,7 @@ from .lifecycle import (
     rollback_target,
     start_shadow,
     stop_shadow,
+    withdraw_site_model,
 )
 from .load_check import check_model_loads
 
@@ -31,4 +32,5 @@ __all__ = [
     "start_shadow",
     "stop_shadow",
     "unpack_model_archive",
+    "withdraw_site_model",
 ]

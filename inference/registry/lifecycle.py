@@ -17,7 +17,10 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.audit import log_action
+
 from ..models import ModelActivation, ModelVersion
+from . import sites
 from .archive import check_archive_size, unpack_model_archive
 from .folder import PLOT_FILES, Artifacts, ModelFile, read_artifacts, read_model_file
 from .load_check import run_load_check
@@ -42,7 +45,9 @@ def register_model_upload(*, upload, user, activate=False) -> tuple[ModelVersion
         return register_model_version(model_dir=model_dir, activate=activate, user=user)
 
 
-def register_model_version(*, model_dir, activate=False, user=None) -> tuple[ModelVersion, bool]:
+def register_model_version(
+    *, model_dir, activate=False, user=None, clinic=None, device_model=""
+) -> tuple[ModelVersion, bool]:
     """Register the model in ``model_dir`` (model.json, the model file, and what training wrote beside it).
 
     Stores the model file and its sha256, the ONNX export when model.json
@@ -52,7 +57,13 @@ def register_model_version(*, model_dir, activate=False, user=None) -> tuple[Mod
     ``load_check`` for the one seam that replaces this check). Idempotent:
     the same name, version and file return the existing row. Raises
     ValidationError with a readable reason; then nothing is stored.
+
+    ``clinic`` (and optionally ``device_model``) registers a site model
+    (``python -m training adapt``) for that clinic's images only; without
+    them the version is global.
     """
+    if device_model and clinic is None:
+        raise ValidationError("A device model scope needs a clinic.")
     model_dir = Path(model_dir)
     model = read_model_file(model_dir)
     metadata, digest = model.metadata, model.sha256
@@ -63,6 +74,8 @@ def register_model_version(*, model_dir, activate=False, user=None) -> tuple[Mod
             raise ValidationError(
                 f"{existing} is already registered with a different file; give the new model a new version."
             )
+        if (existing.clinic_id, existing.device_model) != (getattr(clinic, "pk", None), device_model or ""):
+            raise ValidationError(f"{existing} is already registered for {existing.scope_label}.")
         if activate:
             existing = activate_model_version(existing, user=user)
         return existing, False
@@ -83,6 +96,8 @@ def register_model_version(*, model_dir, activate=False, user=None) -> tuple[Mod
         model_card=artifacts.model_card,
         evaluation=artifacts.evaluation,
         registered_by=user,
+        clinic=clinic,
+        device_model=device_model or "",
     )
     _save_with_files(version, model, artifacts)
     logger.info("Registered model %s (sha256 %s)", version, digest[:12])
@@ -129,6 +144,10 @@ def _locked_versions() -> list[ModelVersion]:
     return list(ModelVersion.objects.select_for_update().order_by("pk"))
 
 
+def _same_scope(a: ModelVersion, b: ModelVersion) -> bool:
+    return (a.clinic_id, a.device_model) == (b.clinic_id, b.device_model)
+
+
 def _make_active(target: ModelVersion, current: ModelVersion | None, *, user, action) -> None:
     if current is not None:
         ModelVersion.objects.filter(pk=current.pk).update(is_active=False)
@@ -138,27 +157,70 @@ def _make_active(target: ModelVersion, current: ModelVersion | None, *, user, ac
 
 
 def activate_model_version(version: ModelVersion, *, user) -> ModelVersion:
-    """Make ``version`` the one active model, atomically; records a ModelActivation.
+    """Make ``version`` the one active model of its scope, atomically; records a ModelActivation.
 
-    Activating the active model changes nothing and records nothing.
-    Promoting the shadow model ends its shadow mode. Workers need no
-    signal: each loads a version by its sha256 on its first prediction.
+    The scope is global, or a clinic (and device) for a site model; each
+    scope has one active model. A site model is activated only by an ML
+    admin and only with a local cross-validated sensitivity >= 0.90
+    (``sites.check_activation``: PermissionDenied / ValidationError), and
+    the switch is audited. Activating the active model changes nothing and
+    records nothing. Promoting the shadow model ends its shadow mode.
+    Workers need no signal: each loads a version by its sha256 on its first
+    prediction.
     """
     with transaction.atomic():
         versions = _locked_versions()
         target = next((v for v in versions if v.pk == version.pk), None)
         if target is None:
             raise ValidationError("This model version no longer exists.")
-        current = next((v for v in versions if v.is_active), None)
+        sites.check_activation(target, user)
+        current = next((v for v in versions if v.is_active and _same_scope(v, target)), None)
         if current != target:
             _make_active(target, current, user=user, action=ModelActivation.Action.ACTIVATED)
-            logger.info("Activated model %s (was %s)", target, current)
+            if target.is_site_model:
+                log_action(
+                    user=user,
+                    obj=target,
+                    description=f"Activated for {target.scope_label}"[:300],
+                    changes={
+                        "is_active": [False, True],
+                        "replaced": [str(current) if current else "global", str(target)],
+                    },
+                )
+            logger.info("Activated model %s for %s (was %s)", target, target.scope_label, current)
+    target.refresh_from_db()
+    return target
+
+
+def withdraw_site_model(version: ModelVersion, *, user) -> ModelVersion:
+    """Deactivate the active site model ``version``: its clinic (and device) goes back to the global model.
+
+    ML admins only; atomic; records ``site_withdrawn`` and an audit event.
+    Raises ValidationError when ``version`` is not an active site model.
+    """
+    sites.check_withdrawal(user)
+    with transaction.atomic():
+        versions = _locked_versions()
+        target = next((v for v in versions if v.pk == version.pk), None)
+        if target is None or not target.is_site_model or not target.is_active:
+            raise ValidationError(f"{version} is not an active site model.")
+        ModelVersion.objects.filter(pk=target.pk).update(is_active=False)
+        ModelActivation.objects.create(
+            model_version=target, action=ModelActivation.Action.SITE_WITHDRAWN, previous=target, by=user
+        )
+        log_action(
+            user=user,
+            obj=target,
+            description=f"Withdrawn from {target.scope_label}: back to the global model"[:300],
+            changes={"is_active": [True, False]},
+        )
+    logger.info("Withdrew site model %s from %s", target, target.scope_label)
     target.refresh_from_db()
     return target
 
 
 def rollback_target() -> tuple[ModelVersion | None, ModelVersion | None]:
-    """(the active version, the version a rollback would bring back); either may be None."""
+    """(the global active version, the version a rollback would bring back); either may be None."""
     current = ModelVersion.objects.active()
     if current is None:
         return None, None
@@ -202,7 +264,7 @@ def start_shadow(version: ModelVersion, *, user) -> ModelVersion:
             raise ValidationError("This model version no longer exists.")
         if target.is_active:
             raise ValidationError(f"{target} is the active model; it cannot also be the shadow model.")
-        current = next((v for v in versions if v.is_shadow), None)
+        current = next((v for v in versions if v.is_shadow and _same_scope(v, target)), None)
         if current != target:
             if current is not None:
                 ModelVersion.objects.filter(pk=current.pk).update(is_shadow=False)
@@ -219,7 +281,7 @@ def stop_shadow(*, user) -> ModelVersion:
     """End shadow mode; records ``shadow_stopped``. Raises ValidationError when no model is in shadow mode."""
     with transaction.atomic():
         versions = _locked_versions()
-        current = next((v for v in versions if v.is_shadow), None)
+        current = next((v for v in versions if v.is_shadow and v.clinic_id is None), None)
         if current is None:
             raise ValidationError("No model is in shadow mode.")
         ModelVersion.objects.filter(pk=current.pk).update(is_shadow=False)

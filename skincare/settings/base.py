@@ -333,7 +333,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Inference gets its own queue so that short housekeeping tasks never wait
 # behind a backlog of images (and workers can be scaled per queue).
-CELERY_TASK_ROUTES = {"inference.tasks.run_prediction_task": {"queue": "inference"}}
+CELERY_TASK_ROUTES = {
+    "inference.tasks.run_prediction_task": {"queue": "inference"},
+    # Minutes of CPU per run: a queue (and a worker) of its own, never ahead of predictions.
+    "inference.tasks.adapt_site_model_task": {"queue": "training"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 

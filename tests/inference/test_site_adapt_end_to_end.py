@@ -1,0 +1,95 @@
+"""``python -m training adapt`` end to end on the 16 demo images (the test-only --test-min-cases
+flag lowers the 20 + 40 case minimum): the folder it writes is a complete model that the predict
+CLI runs on ONNX Runtime (probability, OOD, heat map) and ``register_model --clinic`` registers
+as that clinic's site model, after the registry's real load check."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from inference.models import ModelVersion
+from training import adapt
+
+REPO = Path(settings.BASE_DIR)
+DEMO_IMAGES = REPO / "demo" / "images"
+SHIPPED_MODEL = REPO / "models" / "mobilenet-v2-melanoma-v2"
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("adapted") / "demo-site"
+    argv = ["--base", str(SHIPPED_MODEL), "--data", str(DEMO_IMAGES), "--out", str(out)]
+    code = adapt.main([*argv, "--test-min-cases", "8", "--name", "demo-site", "--version", "1", "--site", "demo"])
+    assert code == 0
+    return out
+
+
+def test_the_folder_is_complete(adapted):
+    names = {p.name for p in adapted.iterdir()}
+    assert {"model.json", "model.keras", "model.onnx", "MODEL_CARD.md", "evaluation.json", "evaluation.md"} <= names
+    assert {"site_cases.csv", "training_features.npz"} <= names
+    meta = json.loads((adapted / "model.json").read_text())
+    assert (meta["name"], meta["version"], meta["input_size"], meta["preprocessing"]) == (
+        "demo-site",
+        "1",
+        224,
+        "square-sog-v2",
+    )
+    site = meta["site_adaptation"]
+    assert site["way"] in ("site", "site+training", "global+site", "global")
+    assert site["n_cases"] == 16 and site["n_malignant"] == 8
+    assert 0.0 <= site["cv"]["sensitivity"] <= 1.0
+    assert set(site["comparison"]) == {"site", "site+training", "global+site", "global"}
+    lo, hi = meta["uncertain_band"]
+    assert 0.0 <= lo <= meta["threshold"] < hi <= 1.0
+    assert meta["ood"]["threshold"] > 0 and meta["gradcam_layer"] == "head_relu"
+    evaluation = json.loads((adapted / "evaluation.json").read_text())
+    listed = sorted(case["file"] for case in evaluation["cases"])
+    assert listed == sorted(p.relative_to(DEMO_IMAGES).as_posix() for p in DEMO_IMAGES.glob("*/*.jpg"))
+    assert "demo" in (adapted / "MODEL_CARD.md").read_text()
+
+
+def test_the_predict_cli_runs_it_with_ood_and_heat_maps(adapted, tmp_path):
+    images = sorted(str(p) for p in DEMO_IMAGES.glob("*/*.jpg"))[:2]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inference",
+            "predict",
+            "--model",
+            str(adapted),
+            "--heatmap-dir",
+            str(tmp_path),
+            *images,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [row["model_version"] for row in rows] == ["demo-site-1", "demo-site-1"]
+    assert {row["backend"] for row in rows} == {"onnx"}
+    for row in rows:
+        assert 0.0 <= row["probability_malignant"] <= 1.0
+        assert row["out_of_distribution"] is not None
+        assert Path(row["heatmap"]).is_file()
+
+
+@pytest.mark.django_db
+def test_register_model_registers_it_for_a_clinic(adapted, clinic, capsys):
+    call_command("register_model", str(adapted), "--clinic", clinic.name)
+    version = ModelVersion.objects.get(name="demo-site", version="1")
+    assert version.clinic == clinic and version.device_model == ""
+    assert version.onnx_sha256 and not version.is_active
+    out = capsys.readouterr().out
+    assert "demo-site-1 registered [site model of Northside Dermatology]" in out  # registered, not active
