@@ -80,7 +80,7 @@ def main():
     user = UserFactory(username="bench")
     Membership.objects.create(user=user, clinic=clinic)
     patient = PatientFactory(clinic=clinic)
-    data = (REPO / "demo" / "images").glob("*.jpg").__next__().read_bytes()
+    data = sorted((REPO / "demo" / "images").rglob("*.jp*g"))[0].read_bytes()
     image = services.add_lesion_image(
         uploader=user, lesion=LesionFactory(patient=patient), file=io.BytesIO(data), modality="dermoscopic"
     )
