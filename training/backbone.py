@@ -177,16 +177,31 @@ def build_mobilenet_v2(
     for block, cin, cout, stride, t in block_specs():
         x = _inverted_residual(x, cin, cout, stride, t, block)
     features = _conv_bn_relu6(x, HEAD_CHANNELS, 1, 1, "head")  # output layer: "head_relu"
+    return classifier_or_features(
+        inputs,
+        features,
+        name=name,
+        dropout=DROPOUT_RATE,
+        weights_path=weights_path,
+        include_top=include_top,
+        pooling=pooling,
+    )
+
+
+def classifier_or_features(inputs, features, *, name, dropout, weights_path, include_top, pooling):
+    """The ImageNet classifier on ``features`` (so the ported weights load), or the feature extractor.
+
+    Shared by every ported backbone: the top is built even when only the
+    features are wanted, because the weight files hold the whole network.
+    """
     x = layers.GlobalAveragePooling2D(name="avg_pool")(features)
-    x = layers.Dropout(DROPOUT_RATE, name="dropout")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
     logits = layers.Dense(NUM_CLASSES, name="predictions")(x)
     full = keras.Model(inputs, logits, name=name)
-
     if weights_path is not None:
         full.load_weights(os.fspath(weights_path))
     if include_top:
         return full
-
     if pooling == "avg":
         features = layers.GlobalAveragePooling2D(name="features_avg_pool")(features)
     elif pooling == "max":

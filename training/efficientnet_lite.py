@@ -33,6 +33,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from .backbone import classifier_or_features
+
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.99
 INPUT_MEAN = 127.0
@@ -123,16 +125,12 @@ def build_efficientnet_lite0(
         x = _block(x, *spec)
     x = layers.Conv2D(HEAD_CHANNELS, 1, use_bias=False, name="head")(x)
     features = _bn_relu6(x, "head")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(features)
-    x = layers.Dropout(DROPOUT_RATE, name="dropout")(x)
-    logits = layers.Dense(NUM_CLASSES, name="predictions")(x)
-    full = keras.Model(inputs, logits, name=name)
-    if weights_path is not None:
-        full.load_weights(os.fspath(weights_path))
-    if include_top:
-        return full
-    if pooling == "avg":
-        features = layers.GlobalAveragePooling2D(name="features_avg_pool")(features)
-    elif pooling == "max":
-        features = layers.GlobalMaxPooling2D(name="features_max_pool")(features)
-    return keras.Model(inputs, features, name=f"{name}_features")
+    return classifier_or_features(
+        inputs,
+        features,
+        name=name,
+        dropout=DROPOUT_RATE,
+        weights_path=weights_path,
+        include_top=include_top,
+        pooling=pooling,
+    )
