@@ -129,6 +129,8 @@ RULES = {
     "admin:inference_modelversion_activate": Rule(dict.fromkeys(ACTORS, 302), method="post"),
     "admin:inference_modelversion_start_shadow": Rule(dict.fromkeys(ACTORS, 302), method="post"),
     "admin:inference_modelversion_plot": STAFF_ONLY,
+    "admin:inference_modelversion_withdraw": Rule(dict.fromkeys(ACTORS, 302), method="post"),
+    "inference_site_validation": STAFF_ONLY,
     "inference_monitoring": STAFF_ONLY,
     "admin/(?P<url>.*)$": STAFF_ONLY,  # the admin's catch-all
 }
@@ -206,6 +208,7 @@ def world(owner, colleague, outsider, patient, lesion):
         "device_id": version.pk,
         "resource_type": "Patient",
         "rest": "NoSuchType/1",
+        "version_id": version.pk,
     }
     secrets = [str(patient.pk), patient.medical_record_number, str(token_row.pk)]
     return {"values": values, "users": {OWNER: owner, COLLEAGUE: colleague, OUTSIDER: outsider}, "secrets": secrets}
