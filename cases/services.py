@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from core.files import delete_orphan_files
 from core.images import check_upload, inspect_image, sanitize
 
 from . import permissions
@@ -220,27 +221,9 @@ def add_review(
 
 
 def delete_orphan_image_files(*, older_than: timedelta) -> list[str]:
-    """Delete stored image files that no row points to, once older than ``older_than``.
-
-    An upload whose surrounding transaction rolled back leaves its file in
-    storage (Django has no rollback hook). The age guard keeps the sweeper
-    away from uploads whose transaction is still open.
-    """
-    try:
-        _, names = default_storage.listdir(IMAGE_FOLDER)
-    except FileNotFoundError:
-        return []
-    cutoff = timezone.now() - older_than
-    paths = [f"{IMAGE_FOLDER}/{name}" for name in names]
-    known = set(LesionImage.objects.filter(image__in=paths).values_list("image", flat=True))
-    deleted = []
-    for path in paths:
-        if path in known:
-            continue
-        if default_storage.get_modified_time(path) > cutoff:
-            continue
-        default_storage.delete(path)
-        deleted.append(path)
-    if deleted:
-        logger.warning("Deleted %d orphan image files", len(deleted))
-    return deleted
+    """Delete stored image files that no row points to (an upload whose transaction rolled back)."""
+    return delete_orphan_files(
+        folder=IMAGE_FOLDER,
+        referenced=lambda paths: set(LesionImage.objects.filter(image__in=paths).values_list("image", flat=True)),
+        older_than=older_than,
+    )

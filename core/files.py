@@ -10,8 +10,13 @@ trailing data), so no door rewrites bytes on the way out and every door
 serves the same bytes with the same headers.
 """
 
+import logging
+from datetime import timedelta
+
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
+from django.utils import timezone
 
 # A stored file is only ever an image: if a browser is ever tricked into
 # rendering one as a document, it may run nothing, load nothing and act as
@@ -50,3 +55,32 @@ def private_bytes_response(data: bytes, *, content_type, filename):
     response = private_file_response(ContentFile(data, name=filename), content_type=content_type)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+logger = logging.getLogger(__name__)
+
+
+def delete_orphan_files(*, folder: str, referenced, older_than: timedelta) -> list[str]:
+    """Delete files in ``folder`` that no row names, once older than ``older_than``.
+
+    ``referenced(paths) -> set`` answers which of ``paths`` a row still
+    names. Storage has no rollback hook, so a write whose transaction rolled
+    back (or whose run was killed before its UPDATE) leaves its file; the age
+    guard keeps this away from writes still in flight.
+    """
+    try:
+        _, names = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    cutoff = timezone.now() - older_than
+    paths = [f"{folder}/{name}" for name in names]
+    known = referenced(paths)
+    deleted = []
+    for path in paths:
+        if path in known or default_storage.get_modified_time(path) > cutoff:
+            continue
+        default_storage.delete(path)
+        deleted.append(path)
+    if deleted:
+        logger.warning("Deleted %d orphan files from %s", len(deleted), folder)
+    return deleted

@@ -38,6 +38,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cases.models import LesionImage
+from core.files import delete_orphan_files
 
 from .models import ModelVersion, Prediction
 from .queueing import BROKER_MARKER_KEY, redis_broker, send_now
@@ -139,27 +140,9 @@ HEATMAP_FOLDER = "heatmaps"
 
 
 def delete_orphan_heatmap_files(*, older_than: timedelta) -> list[str]:
-    """Delete heatmap files no prediction names, once older than ``older_than`` (hourly via beat).
-
-    A run killed after storing its heatmap, before its UPDATE, leaves its
-    file behind (every run writes a new name). The age guard keeps this
-    away from runs still in flight.
-    """
-    from django.core.files.storage import default_storage
-
-    try:
-        _, names = default_storage.listdir(HEATMAP_FOLDER)
-    except FileNotFoundError:
-        return []
-    cutoff = timezone.now() - older_than
-    paths = [f"{HEATMAP_FOLDER}/{name}" for name in names]
-    known = set(Prediction.objects.filter(heatmap__in=paths).values_list("heatmap", flat=True))
-    deleted = []
-    for path in paths:
-        if path in known or default_storage.get_modified_time(path) > cutoff:
-            continue
-        default_storage.delete(path)
-        deleted.append(path)
-    if deleted:
-        logger.warning("Deleted %d orphan heatmap files", len(deleted))
-    return deleted
+    """Delete heatmap files no prediction names (a run killed after storing its file, before its UPDATE)."""
+    return delete_orphan_files(
+        folder=HEATMAP_FOLDER,
+        referenced=lambda paths: set(Prediction.objects.filter(heatmap__in=paths).values_list("heatmap", flat=True)),
+        older_than=older_than,
+    )
