@@ -175,6 +175,43 @@ class BatchPlan:
         return x
 
 
+@dataclass
+class TrunkPlan:
+    """A training epoch over precomputed trunk outputs instead of images.
+
+    ``trunk`` holds, for every image of the cache, the frozen trunk's output
+    for this epoch's augmented copy (``finetune_loop.trunk_cache``). The
+    order is shuffled by ``(seed, fold, epoch)`` exactly as
+    :class:`BatchPlan` shuffles a training epoch; batches are ``(x, y)``.
+    """
+
+    trunk: np.ndarray  # (N, ...) float16, memory-mapped
+    y: np.ndarray
+    indices: np.ndarray
+    batch_size: int
+    seed: int = 0
+    fold: int = 0
+    epoch: int = 0
+
+    def __post_init__(self):
+        self.indices = np.asarray(self.indices, dtype=np.int64)
+        order = np.random.default_rng([self.seed, self.fold + 1, self.epoch]).permutation(len(self.indices))
+        self.indices = self.indices[order]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    def __getitem__(self, b: int):
+        if b >= len(self):
+            raise IndexError(b)
+        idx = self.indices[b * self.batch_size : (b + 1) * self.batch_size]
+        # Sorted reads from the memory map, then back to the shuffled order.
+        order = np.argsort(idx)
+        rows = np.empty((len(idx), *self.trunk.shape[1:]), dtype=np.float32)
+        rows[order] = self.trunk[idx[order]]
+        return rows, self.y[idx].astype(np.float32)[:, None]
+
+
 def keras_dataset(plan: BatchPlan, workers: int = 1):
     """``plan`` as a ``keras.utils.PyDataset`` (threads, never processes)."""
     import keras

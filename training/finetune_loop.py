@@ -27,12 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .batches import BatchPlan, keras_dataset
-from .finetune_model import DROPOUT_LAYER, build_finetune_model, prediction_model
+from .batches import BatchPlan, TrunkPlan, keras_dataset
+from .finetune_model import (
+    DROPOUT_LAYER,
+    build_finetune_model,
+    prediction_model,
+    split_at_trainable,
+    top_prediction_model,
+)
 
 CHECKPOINT = "checkpoint.json"
 DONE = "done.json"
 WEIGHTS = "model.weights.h5"
+# The trunk cache's augmented copies are shared by every fit: epoch e's copy
+# of image i is drawn from (seed, TRUNK_FOLD + 1, e, i), whatever the fold.
+TRUNK_FOLD = -1
+PREFETCH = 4
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -118,33 +128,100 @@ def _reseed(model, seed: int) -> None:
     state.assign(np.array([seed % (2**31 - 1), 0], dtype=state.dtype))
 
 
-def fit(config, cache, train_idx, fit: int, fit_dir: Path, progress, stop=None):
+def trunk_cache(config, cache, cache_dir: Path, progress) -> dict | None:
+    """The frozen trunk's outputs, computed once for every fit of the run.
+
+    Below the first trainable layer the network is a fixed function of its
+    input (frozen weights, BatchNorm in inference mode), so its output for
+    an image can be stored and the fits train only the top
+    (``finetune_model.split_at_trainable``). Returns ``{"epochs": [E arrays],
+    "clean": array}``: per epoch ``e``, float16 outputs for epoch ``e``'s
+    augmented copy of every image (drawn with :data:`TRUNK_FOLD`, so the same
+    copy for every fit: a fold only ever trains on its training images'
+    rows); ``clean``, float32 outputs for the clean images (the fold
+    models' predictions). Files in ``cache_dir`` are written atomically and
+    reused by ``--resume``. ``None`` when ``config.trunk_cache`` is off.
+    """
+    if not config.trunk_cache:
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    trunk, _ = split_at_trainable(make_model(config, 0))
+    shape = tuple(int(d) for d in trunk.output.shape[1:])
+    everything = np.arange(len(cache.y))
+    jobs = [(f"e{e}", np.float16, e) for e in range(config.epochs)] + [("clean", np.float32, None)]
+    out = {"epochs": [], "clean": None}
+    for name, dtype, epoch in jobs:
+        path = cache_dir / f"{name}.npy"
+        if not path.is_file():
+            t0 = time.time()
+            plan = BatchPlan(
+                cache, everything, 2 * config.batch_size, config.preprocessing,
+                augment=epoch is not None, seed=config.seed, fold=TRUNK_FOLD, epoch=epoch or 0,
+            )  # fmt: skip
+            tmp = cache_dir / f"{name}.part.npy"
+            rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(everything), *shape))
+            # Augmenting (PIL, threads) overlaps the trunk's forward passes.
+            with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
+                pending = [pool.submit(plan.images, b) for b in range(min(PREFETCH, len(plan)))]
+                for b in range(len(plan)):
+                    x = pending[b].result()
+                    pending[b] = None
+                    if b + PREFETCH < len(plan):
+                        pending.append(pool.submit(plan.images, b + PREFETCH))
+                    rows[plan.batch_indices(b)] = np.asarray(trunk.predict_on_batch(x)).astype(dtype)
+            rows.flush()
+            del rows
+            os.replace(tmp, path)
+            progress(
+                f"[trunk] {name}: {len(everything)} images -> {shape} {np.dtype(dtype).name} ({time.time() - t0:.0f}s)"
+            )
+        arr = np.load(path, mmap_mode="r")
+        if epoch is None:
+            out["clean"] = arr
+        else:
+            out["epochs"].append(arr)
+    return out
+
+
+def fit(config, cache, train_idx, fit: int, fit_dir: Path, progress, stop=None, trunk=None):
     """Train (or resume, or load if complete) fit number ``fit`` on
     ``train_idx``; returns the trained model. ``stop(fit, epoch)`` returning
-    True ends the run after that epoch's checkpoint (tests, time limits)."""
+    True ends the run after that epoch's checkpoint (tests, time limits).
+    With ``trunk`` (:func:`trunk_cache`) only the top is run and trained, on
+    the cached trunk outputs; the checkpoints then hold the top's weights."""
     fit_dir = Path(fit_dir)
     fit_dir.mkdir(parents=True, exist_ok=True)
     model = make_model(config, fit)
     if (fit_dir / DONE).is_file():
         model.load_weights(fit_dir / WEIGHTS)
         return model
+    trained = split_at_trainable(model)[1] if trunk is not None else model
     steps = len(BatchPlan(cache, train_idx, config.batch_size, config.preprocessing))
-    compile_model(model, config, steps)
-    start, history = load_checkpoint(fit_dir, model)
+    compile_model(trained, config, steps)
+    start, history = load_checkpoint(fit_dir, trained)
     if start:
         progress(f"[{fit_dir.name}] resuming after epoch {start}/{config.epochs}")
     for epoch in range(start, config.epochs):
         t0 = time.time()
-        _reseed(model, epoch_seed(config.seed, fit, epoch))
-        plan = BatchPlan(
-            cache, train_idx, config.batch_size, config.preprocessing,
-            augment=True, seed=config.seed, fold=fit, epoch=epoch,
-        )  # fmt: skip
-        h = model.fit(keras_dataset(plan, config.workers), epochs=1, verbose=0)
+        _reseed(trained, epoch_seed(config.seed, fit, epoch))
+        if trunk is not None:
+            plan = TrunkPlan(
+                trunk["epochs"][epoch], cache.y, train_idx, config.batch_size,
+                seed=config.seed, fold=fit, epoch=epoch,
+            )  # fmt: skip
+        else:
+            plan = BatchPlan(
+                cache, train_idx, config.batch_size, config.preprocessing,
+                augment=True, seed=config.seed, fold=fit, epoch=epoch,
+            )  # fmt: skip
+        h = trained.fit(keras_dataset(plan, config.workers), epochs=1, verbose=0)
         loss = float(h.history["loss"][-1])
         seconds = time.time() - t0
         history.append({"epoch": epoch + 1, "loss": loss, "seconds": round(seconds, 1)})
-        save_checkpoint(fit_dir, model, epoch + 1, history)
+        save_checkpoint(fit_dir, trained, epoch + 1, history)
         progress(
             f"[{fit_dir.name}] epoch {epoch + 1}/{config.epochs} loss {loss:.4f} "
             f"({seconds:.0f}s, {len(train_idx) / seconds:.1f} img/s)"
@@ -160,9 +237,20 @@ class StopRun(Exception):
     """Raised by :func:`fit` when asked to stop (the checkpoint is on disk)."""
 
 
-def predict(model, cache, indices, config, hflip_tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict(model, cache, indices, config, hflip_tta: bool = False, trunk=None) -> tuple[np.ndarray, np.ndarray]:
     """Pooled features (N, C) float32 and logits (N,) float64 of the clean
-    ``indices``; with ``hflip_tta`` both are averaged with the mirrored image's."""
+    ``indices``; with ``hflip_tta`` both are averaged with the mirrored image's.
+    With ``trunk`` (:func:`trunk_cache`), from its clean float32 outputs
+    through the top only (the same numbers up to float round-off)."""
+    if trunk is not None and not hflip_tta:
+        top = top_prediction_model(model)
+        indices = np.asarray(indices, dtype=np.int64)
+        feats, logits = [], []
+        for s in range(0, len(indices), config.batch_size):
+            out = top.predict_on_batch(np.asarray(trunk["clean"][indices[s : s + config.batch_size]]))
+            feats.append(np.asarray(out["features"], dtype=np.float32))
+            logits.append(np.asarray(out["logit"], dtype=np.float64).ravel())
+        return np.concatenate(feats), np.concatenate(logits)
     pm = prediction_model(model)
     outs = []
     for hflip in (False, True) if hflip_tta else (False,):

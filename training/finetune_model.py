@@ -100,6 +100,38 @@ def build_finetune_model(
     return model
 
 
+def split_at_trainable(model):
+    """``(trunk, top)``: two sub-models sharing ``model``'s layers, cut at the
+    input of the first layer with trainable weights, so that
+    ``top(trunk(x)) == model(x)`` and training ``top`` trains ``model``.
+
+    Everything below the cut is frozen (BatchNorm in inference mode too), so
+    the trunk is a fixed function of its input: its output for an image can
+    be computed once and reused by every fit (``finetune_loop.trunk_cache``).
+    ``unfreeze_blocks=0`` cuts at the pooled features.
+    """
+    import keras
+
+    cut = _cut(model)
+    return keras.Model(model.input, cut, name="trunk"), keras.Model(cut, model.output, name="top")
+
+
+def top_prediction_model(model):
+    """:func:`prediction_model` of the top only: trunk output -> ``{"features", "logit"}``."""
+    import keras
+
+    cut = _cut(model)
+    return keras.Model(cut, {"features": model.get_layer(FEATURES_LAYER).output, "logit": model.output})
+
+
+def _cut(model):
+    first = next(layer for layer in model.layers if layer.trainable and layer.weights)
+    cut = model.get_layer(FEATURES_LAYER).output if first.name == "logit" else first.input
+    if isinstance(cut, (list, tuple)):
+        raise ValueError(f"cannot cut at {first.name!r}: it has several inputs")
+    return cut
+
+
 def prediction_model(model):
     """``{"features": pooled, "logit": logit}`` of a fine-tune model (no dropout at inference)."""
     import keras

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.batches import BatchPlan, augmented_input, clean_input, keras_dataset, prepare_cache
+from training.batches import BatchPlan, TrunkPlan, augmented_input, clean_input, keras_dataset, prepare_cache
 from training.preprocessing import PIPELINES, load_for_model
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "images"
@@ -63,3 +63,19 @@ def test_keras_dataset_yields_the_plans_batches(cache):
     for k in range(len(plan)):
         np.testing.assert_array_equal(ds[k][0], plan[k][0])
         np.testing.assert_array_equal(ds[k][1], plan[k][1])
+
+
+def test_trunk_plan_shuffles_like_the_image_plan_and_returns_its_rows(cache):
+    n = len(cache.files)
+    trunk = np.arange(n * 6, dtype=np.float16).reshape(n, 2, 3)
+    train = np.arange(1, n, 2)
+    images = BatchPlan(cache, train, 3, "square-sog-v2", augment=True, seed=4, fold=1, epoch=2)
+    rows = TrunkPlan(trunk, cache.y, train, 3, seed=4, fold=1, epoch=2)
+    assert len(rows) == len(images)
+    np.testing.assert_array_equal(rows.indices, images.indices)
+    for b in range(len(rows)):
+        x, y = rows[b]
+        idx = images.batch_indices(b)
+        assert x.dtype == np.float32 and x.shape == (len(idx), 2, 3)
+        np.testing.assert_array_equal(x, trunk[idx].astype(np.float32))
+        np.testing.assert_array_equal(y.ravel(), cache.y[idx])
