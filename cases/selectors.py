@@ -21,10 +21,12 @@ def patient_search(query):
     query = query.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL: never a 500
     if not query:
         return None
+    words = [word for word in re.split(r"[\s,]+", query) if word]
+    if not words:
+        return None
     names = Q()
-    for word in re.split(r"[\s,]+", query):
-        if word:
-            names &= Q(given_name__icontains=word) | Q(family_name__icontains=word)
+    for word in words:
+        names &= Q(given_name__icontains=word) | Q(family_name__icontains=word)
     return Q(medical_record_number__icontains=query) | names
 
 
