@@ -10,6 +10,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Trim, Upper
 from django.utils import timezone
 
 
@@ -59,6 +60,15 @@ PATIENT_DEMOGRAPHICS = (
 )
 
 
+def normalise_mrn(value: str) -> str:
+    """An MRN as stored: surrounding whitespace removed, upper case.
+
+    MRNs are identifiers typed by people: " mrn-0001 " and "MRN-0001" name
+    the same record, so they are stored (and made unique per clinic) as one.
+    """
+    return (value or "").strip().upper()
+
+
 class Patient(models.Model):
     class Sex(models.TextChoices):
         FEMALE = "female", "Female"
@@ -88,11 +98,22 @@ class Patient(models.Model):
     class Meta:
         ordering = ["family_name", "given_name"]
         constraints = [
-            models.UniqueConstraint(fields=["clinic", "medical_record_number"], name="unique_mrn_per_clinic"),
+            # On the normalised value, so no write that skips clean() can
+            # store a second " mrn-0001 " beside "MRN-0001".
+            models.UniqueConstraint(
+                "clinic",
+                Upper(Trim("medical_record_number")),
+                name="unique_normalised_mrn_per_clinic",
+                violation_error_code="duplicate_mrn",
+                violation_error_message="Another patient in this clinic has this MRN.",
+            ),
         ]
 
     def __str__(self):
         return f"{self.family_name}, {self.given_name} ({self.medical_record_number})"
+
+    def clean(self):
+        self.medical_record_number = normalise_mrn(self.medical_record_number)
 
 
 class AnatomicalSite(models.TextChoices):

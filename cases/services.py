@@ -21,11 +21,13 @@ from core.files import delete_orphan_files
 from core.images import check_upload, inspect_image, sanitize
 
 from . import permissions
-from .models import Lesion, LesionImage, Patient, Review
+from .models import Lesion, LesionImage, Patient, Review, normalise_mrn
 
 logger = logging.getLogger(__name__)
 
 IMAGE_FOLDER = "lesion-images"
+# The per-clinic MRN constraint (cases.models.Patient) and older unique checks.
+DUPLICATE_MRN_CODES = ("unique_together", "unique", "duplicate_mrn")
 
 
 def _require_member(user, clinic):
@@ -57,7 +59,7 @@ def _save_patient(
 ) -> Patient:
     if date_of_birth > timezone.localdate():
         raise ValidationError({"date_of_birth": "The date of birth is in the future."})
-    patient.medical_record_number = medical_record_number.strip()
+    patient.medical_record_number = normalise_mrn(medical_record_number)
     patient.given_name = given_name.strip()
     patient.family_name = family_name.strip()
     patient.date_of_birth = date_of_birth
@@ -69,7 +71,7 @@ def _save_patient(
         # The constraint spans two fields, so Django files its error under
         # none; it is the MRN that a user has to change.
         errors = exc.update_error_dict({})
-        duplicate = [e for e in errors.get(NON_FIELD_ERRORS, []) if e.code in ("unique_together", "unique")]
+        duplicate = [e for e in errors.get(NON_FIELD_ERRORS, []) if e.code in DUPLICATE_MRN_CODES]
         if duplicate:
             errors[NON_FIELD_ERRORS] = [e for e in errors[NON_FIELD_ERRORS] if e not in duplicate]
             errors.setdefault("medical_record_number", []).extend(duplicate)

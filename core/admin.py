@@ -11,7 +11,9 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
+from django.db import models
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 
 from .access import user_access_changed
 from .audit import HIDDEN, AuditedAdminMixin
@@ -21,6 +23,18 @@ from .roles import can_view_admin
 
 class StaffViewMixin:
     """Any active staff user may see the page; editing is decided by role (see the module docstring)."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        widget = getattr(field, "widget", None)
+        # The admin's split date/time inputs have no <label> of their own
+        # (axe: label); name each after its field.
+        inner = getattr(getattr(widget, "widget", widget), "widgets", None)
+        if isinstance(db_field, models.DateTimeField) and inner and len(inner) == 2:
+            name = capfirst(db_field.verbose_name)
+            inner[0].attrs["aria-label"] = f"{name}: date"
+            inner[1].attrs["aria-label"] = f"{name}: time"
+        return field
 
     def has_module_permission(self, request):
         return can_view_admin(request.user)

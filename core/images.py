@@ -75,13 +75,27 @@ class CheckedImage:
     device_model: str = ""
 
 
+def size_text(size: int) -> str:
+    """A byte count as people read it, in binary units ("25 MiB"): the one
+    wording of a size limit for pages, messages and docs."""
+    for unit, scale in (("MiB", 1024**2), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
+def upload_limit_text() -> str:
+    """The per-file upload limit (SKINCARE_MAX_UPLOAD_BYTES), as pages and messages state it."""
+    return size_text(settings.SKINCARE_MAX_UPLOAD_BYTES)
+
+
 def read_upload(file) -> bytes:
     """Read an uploaded file whole, refusing empty or oversized ones first."""
     limit = settings.SKINCARE_MAX_UPLOAD_BYTES
     size = getattr(file, "size", None)
     if size is not None and size > limit:
         raise ValidationError(
-            f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB.",
+            f"The file is {size_text(size)}; the limit is {upload_limit_text()}.",
             code="file_too_large",
         )
     file.seek(0)
@@ -89,7 +103,7 @@ def read_upload(file) -> bytes:
     if not data:
         raise ValidationError("The file is empty.", code="empty_file")
     if len(data) > limit:
-        raise ValidationError(f"The file exceeds the {limit / 1e6:.0f} MB limit.", code="file_too_large")
+        raise ValidationError(f"The file exceeds the {upload_limit_text()} limit.", code="file_too_large")
     return data
 
 

@@ -12,8 +12,10 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FloatField,
+    Min,
     OuterRef,
     Prefetch,
+    Q,
     Subquery,
     Value,
     When,
@@ -117,6 +119,26 @@ def worklist_for(user, *, status="", risk="", clinic=None, uploaded_from=None, u
     )
 
 
+def next_in_worklist(user, *, after):
+    """The worklist item after image ``after`` (in worklist order), else the top of the worklist.
+
+    A reviewed image has left the worklist, so after a review this is the
+    first image still waiting; None when nothing else waits.
+    """
+    worklist = worklist_for(user).exclude(pk=after.pk)
+    current = worklist_for(user).filter(pk=after.pk).values("risk_key", "uploaded_at").first()
+    if current is not None:
+        key, uploaded = current["risk_key"], current["uploaded_at"]
+        later = worklist.filter(
+            Q(risk_key__gt=key)
+            | Q(risk_key=key, uploaded_at__gt=uploaded)
+            | Q(risk_key=key, uploaded_at=uploaded, pk__gt=after.pk)
+        ).first()
+        if later is not None:
+            return later
+    return worklist.first()
+
+
 def worklist_counts(user):
     """How many unreviewed images per risk band (one query)."""
     latest = _latest_prediction()
@@ -135,9 +157,15 @@ def worklist_counts(user):
 
 
 def lesions_of(patient):
-    """A patient's lesions with their images (by capture date), predictions and reviews."""
+    """A patient's lesions with their images (by capture date), predictions and reviews.
+
+    ``first_captured_at`` is the earliest capture date of a lesion's images
+    (None without images): a lesion is followed "since" then, not since the
+    day it was entered.
+    """
     return (
         Lesion.objects.filter(patient=patient)
+        .annotate(first_captured_at=Min("images__captured_at"))
         .prefetch_related(
             Prefetch(
                 "images",

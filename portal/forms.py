@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from cases.dicom import prepare_upload
-from cases.models import AnatomicalSite, LesionImage, Patient, Review
+from cases.models import AnatomicalSite, LesionImage, Patient, Review, normalise_mrn
 from core import submissions
 from core.images import ACCEPT
 from inference.models import Prediction
@@ -72,7 +72,7 @@ class PatientForm(BootstrapMixin, forms.Form):
         return value
 
     def clean_medical_record_number(self):
-        return self.cleaned_data["medical_record_number"].strip()
+        return normalise_mrn(self.cleaned_data["medical_record_number"])
 
     def clean(self):
         data = super().clean()
@@ -135,8 +135,10 @@ class UploadForm(BootstrapMixin, forms.Form):
         ]
         self.fields["captured_on"].initial = timezone.localdate()
         self.fields["form_token"].initial = submissions.new_token()
-        if not self.is_bound and self.lesions:
-            self.fields["lesion"].initial = next(reversed(self.lesions))
+        # Always "New lesion" unless the page asked for a lesion (its "Add image"
+        # link): a default existing lesion silently filed a new mole's photos
+        # under another lesion's timeline.
+        self.fields["lesion"].initial = self.NEW
         self.style_widgets()
 
     def clean_captured_on(self):

@@ -28,7 +28,7 @@ from core import submissions
 from core.access import user_access_changed
 from core.audit import mark_listed
 from core.files import private_file_response
-from core.images import media_type_of
+from core.images import media_type_of, upload_limit_text
 from inference import selectors as prediction_selectors
 from inference.models import OUT_OF_DISTRIBUTION_WARNING, Prediction
 from inference.permissions import get_prediction_or_404
@@ -256,8 +256,7 @@ def upload(request, patient_id):
                 "Predictions appear here as soon as they are ready.",
             )
             return redirect(target)
-    max_mb = settings.SKINCARE_MAX_UPLOAD_BYTES // 1_000_000
-    return render(request, "portal/upload.html", {"patient": patient, "form": form, "max_mb": max_mb})
+    return render(request, "portal/upload.html", {"patient": patient, "form": form, "max_size": upload_limit_text()})
 
 
 def _image_context(request, image):
@@ -265,16 +264,23 @@ def _image_context(request, image):
         "image": image,
         "patient": image.lesion.patient,
         "prediction": prediction_selectors.latest_clinical_prediction(image),
-        "reviews": image.reviews.select_related("reviewer").order_by("created_at"),
+        "reviews": list(image.reviews.select_related("reviewer").order_by("created_at")),
         "ood_warning": OUT_OF_DISTRIBUTION_WARNING,
     }
+
+
+def _review_page_context(request, image, form):
+    context = {**_image_context(request, image), "form": form}
+    context["latest_review"] = context["reviews"][-1] if context["reviews"] else None
+    context["next_image"] = prediction_selectors.next_in_worklist(request.user, after=image)
+    return context
 
 
 @login_required
 @require_GET
 def image_detail(request, image_id):
     image = permissions.get_image_or_404(request.user, image_id)
-    return render(request, "portal/image_detail.html", {**_image_context(request, image), "form": ReviewForm()})
+    return render(request, "portal/image_detail.html", _review_page_context(request, image, ReviewForm()))
 
 
 @login_required
@@ -289,9 +295,8 @@ def image_review(request, image_id):
             _apply_errors(form, exc)
         else:
             messages.success(request, "Review saved. The image has left the worklist.")
-            return redirect(f"{reverse('portal:image-detail', args=[image.pk])}#reviews")
-    context = {**_image_context(request, image), "form": form}
-    return render(request, "portal/image_detail.html", context, status=400)
+            return redirect(f"{reverse('portal:image-detail', args=[image.pk])}#saved-review")
+    return render(request, "portal/image_detail.html", _review_page_context(request, image, form), status=400)
 
 
 @login_required

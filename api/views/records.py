@@ -1,11 +1,10 @@
 """Clinics, patients and lesions."""
 
-from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics
 
-from cases import permissions, services
+from cases import permissions, selectors, services
 
 from ..serializers import (
     ClinicSerializer,
@@ -37,14 +36,8 @@ class PatientListCreateView(ApiMixin, generics.ListCreateAPIView):
     def get_queryset(self):
         queryset = permissions.patients_visible_to(self.request.user).order_by("family_name", "given_name", "id")
         # PostgreSQL text cannot hold NUL: drop it rather than fail with a 500.
-        search = self.request.query_params.get("search", "").replace("\x00", "").strip()
-        if search:
-            queryset = queryset.filter(
-                Q(given_name__icontains=search)
-                | Q(family_name__icontains=search)
-                | Q(medical_record_number__icontains=search)
-            )
-        return queryset
+        search = selectors.patient_search(self.request.query_params.get("search", ""))
+        return queryset if search is None else queryset.filter(search)
 
     @extend_schema(parameters=[IDEMPOTENCY_PARAMETER], responses={201: PatientSerializer})
     def post(self, request):

@@ -58,6 +58,16 @@ def with_latest_review(queryset):
     )
 
 
+THUMBNAIL_SIZE = 64
+PREVIEW_SIZE = 320
+
+
+def thumbnail_box(image, size=THUMBNAIL_SIZE):
+    """(width, height) that fit ``image`` in a ``size`` square at its own aspect ratio, never stretched."""
+    scale = size / max(image.width, image.height, 1)
+    return max(1, round(image.width * scale)), max(1, round(image.height * scale))
+
+
 @admin.register(Prediction)
 class PredictionAdmin(HistoryAdmin):
     class Media:
@@ -148,14 +158,20 @@ class PredictionAdmin(HistoryAdmin):
     @admin.display(description="Image")
     def image_thumbnail(self, obj):
         url = reverse("admin:inference_prediction_image", args=[obj.pk])
-        return format_html('<img src="{}" alt="Lesion image" width="64" height="64" loading="lazy">', url)
+        width, height = thumbnail_box(obj.image)
+        return format_html(
+            '<img src="{}" alt="Lesion image" width="{}" height="{}" loading="lazy">', url, width, height
+        )
 
     @admin.display(description="Heatmap")
     def heatmap_thumbnail(self, obj):
         if not obj.heatmap:
             return "—"
         url = reverse("admin:inference_prediction_heatmap", args=[obj.pk])
-        return format_html('<img src="{}" alt="Heatmap" width="64" height="64" loading="lazy">', url)
+        # The heatmap is squared over the whole image: drawn in the image's
+        # box, it takes the image's shape back.
+        width, height = thumbnail_box(obj.image)
+        return format_html('<img src="{}" alt="Heatmap" width="{}" height="{}" loading="lazy">', url, width, height)
 
     @admin.display(description="P(melanoma)", ordering="probability_malignant")
     def probability(self, obj):
@@ -176,14 +192,20 @@ class PredictionAdmin(HistoryAdmin):
     @admin.display(description="Image")
     def image_preview(self, obj):
         url = reverse("admin:inference_prediction_image", args=[obj.pk])
-        return format_html('<img src="{}" alt="Lesion image" class="prediction-preview">', url)
+        width, height = thumbnail_box(obj.image, PREVIEW_SIZE)
+        return format_html(
+            '<img src="{}" alt="Lesion image" class="prediction-preview" width="{}" height="{}">', url, width, height
+        )
 
     @admin.display(description="Heatmap")
     def heatmap_preview(self, obj):
         if not obj.heatmap:
             return "—"
         url = reverse("admin:inference_prediction_heatmap", args=[obj.pk])
-        return format_html('<img src="{}" alt="Heatmap" class="prediction-preview">', url)
+        width, height = thumbnail_box(obj.image, PREVIEW_SIZE)
+        return format_html(
+            '<img src="{}" alt="Heatmap" class="prediction-preview" width="{}" height="{}">', url, width, height
+        )
 
     @admin.display(description="Heatmap file")
     def heatmap_file(self, obj):

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cases import services
-from cases.models import LesionImage, Review
+from cases.models import LesionImage, Patient, Review
 from inference.models import Prediction
 from tests.conftest import png_bytes
 
@@ -177,7 +177,53 @@ class TestCreatePatient:
                 family_name="B",
                 date_of_birth=datetime.date(1990, 1, 1),
             )
-        assert "already exists" in str(error.value)
+        assert error.value.message_dict == {"medical_record_number": ["Another patient in this clinic has this MRN."]}
+
+    @pytest.mark.parametrize("typed", [" mrn-0001 ", "mrn-0001", "MRN-0001\t"])
+    def test_an_mrn_differing_only_in_case_or_spaces_is_the_same_mrn(self, owner, clinic, typed):
+        first = services.create_patient(
+            user=owner,
+            clinic=clinic,
+            medical_record_number="MRN-0001",
+            given_name="A",
+            family_name="B",
+            date_of_birth=datetime.date(1990, 1, 1),
+        )
+        assert first.medical_record_number == "MRN-0001"
+        with pytest.raises(ValidationError) as error:
+            services.create_patient(
+                user=owner,
+                clinic=clinic,
+                medical_record_number=typed,
+                given_name="C",
+                family_name="D",
+                date_of_birth=datetime.date(1990, 1, 1),
+            )
+        assert error.value.message_dict == {"medical_record_number": ["Another patient in this clinic has this MRN."]}
+        assert Patient.objects.filter(clinic=clinic).count() == 1
+
+    def test_mrns_are_stored_stripped_and_in_upper_case(self, owner, clinic):
+        patient = services.create_patient(
+            user=owner,
+            clinic=clinic,
+            medical_record_number="  ns-4821 ",
+            given_name="A",
+            family_name="B",
+            date_of_birth=datetime.date(1990, 1, 1),
+        )
+        patient.refresh_from_db()
+        assert patient.medical_record_number == "NS-4821"
+
+    def test_the_database_refuses_a_second_normalised_mrn_whatever_skips_the_service(self, clinic, patient):
+        # A write that bypasses clean() (a bulk import, raw SQL) still cannot store it.
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Patient.objects.create(
+                clinic=clinic,
+                medical_record_number=f" {patient.medical_record_number.lower()} ",
+                given_name="X",
+                family_name="Y",
+                date_of_birth=datetime.date(1990, 1, 1),
+            )
 
     def test_the_same_mrn_is_fine_in_another_clinic(self, outsider, patient):
         other_clinic = outsider.clinics.get()

@@ -56,7 +56,7 @@ def test_the_charts_are_inline_svg_with_a_title_and_a_table_of_the_same_numbers(
     for chart in charts:
         assert f'<title id="{chart.id}-title">{chart.title}</title>' in page
     agreement = charts[0]
-    assert agreement.columns == ["", "melanoma-cnn-0", "melanoma-cnn-1"]
+    assert agreement.columns == ["Month", "melanoma-cnn-0", "melanoma-cnn-1"]
     assert agreement.rows[0][0] == "2026-01"
     assert agreement.rows[0][2] == "75.0% (3/4; 95% CI 30.1–95.4%)"
     assert agreement.rows[1][1] == "—"  # v0 made no prediction in February: no bar, no rate

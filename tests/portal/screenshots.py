@@ -34,6 +34,15 @@ pytestmark = [
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
+def _load_every_image(page):
+    """A full-page screenshot does not scroll, so lazy images below the fold would stay blank."""
+    page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach((img) => { img.loading = 'eager'; })")
+    page.evaluate(
+        "() => Promise.all(Array.from(document.images).map((img) => img.complete ? null"
+        " : new Promise((done) => { img.onload = img.onerror = done; })))"
+    )
+
+
 def test_take_screenshots(page, worker, owner, clinic, active_model, demo_image_paths):
     owner.first_name, owner.last_name = "Maria", "Alvarez"
     owner.save()
@@ -78,9 +87,11 @@ def test_take_screenshots(page, worker, owner, clinic, active_model, demo_image_
     sign_in(page, "owner")
     page.goto("/")
     expect(page.locator("tr[data-image]").first).to_be_visible()
+    _load_every_image(page)
     page.screenshot(path=OUT / "worklist.png", full_page=True)
 
     page.goto(f"/patients/{featured.pk}/")
+    _load_every_image(page)
     page.screenshot(path=OUT / "patient.png", full_page=True)
 
     page.goto(f"/patients/{featured.pk}/upload")

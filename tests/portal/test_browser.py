@@ -72,7 +72,7 @@ def test_sign_in_upload_watch_the_prediction_arrive_review_and_leave_the_worklis
     page.get_by_label("Biopsy requested").check()
     page.get_by_label("Notes").fill("Looks like an SK; biopsy to be sure.")
     page.get_by_role("button", name="Save review").click()
-    expect(page.get_by_text("Review saved")).to_be_visible()
+    expect(page.get_by_text("Review saved. The image has left the worklist.")).to_be_visible()
     expect(page.locator("[data-review]")).to_have_count(1)
     review = Review.objects.get(image_id=prediction.image_id)
     assert (review.verdict, review.final_diagnosis, review.biopsy_requested) == (
@@ -146,7 +146,7 @@ def test_review_with_the_keyboard_only(page, owner, lesion, jpeg_bytes, active_m
     page.keyboard.press("Space")
     _tab_to(page, "#save-review")
     page.keyboard.press("Enter")
-    expect(page.get_by_text("Review saved")).to_be_visible()
+    expect(page.get_by_text("Review saved. The image has left the worklist.")).to_be_visible()
 
     review = Review.objects.get(image=image)
     assert (review.verdict, review.final_diagnosis, review.biopsy_requested) == ("agree", "melanoma", True)

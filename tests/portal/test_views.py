@@ -228,9 +228,11 @@ class TestPatients:
         response = signed_in.post(reverse("portal:patient-create"), patient_form(**changes))
         assert response.status_code == 200
         assert response.context["form"].errors[field] == [message]
-        assert re.search(
-            rf'id="id_{field}_error_1">{re.escape(message)}<', response.content.decode().replace("&#x27;", "'")
-        )
+        html = response.content.decode().replace("&#x27;", "'")
+        # The error sits under the id the field's aria-describedby names.
+        assert re.search(rf'id="id_{field}_error"><div>{re.escape(message)}<', html)
+        assert re.search(rf'<[^>]*aria-describedby="id_{field}_error"[^>]*id="id_{field}"', html)
+        assert re.search(rf'<a href="#id_{field}" data-error-link>[^<]*{re.escape(message)}</a>', html)
         assert Patient.objects.count() == before
 
     def test_an_mrn_taken_in_another_clinic_is_fine(self, signed_in, outsider):

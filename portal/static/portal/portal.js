@@ -21,6 +21,46 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     input.addEventListener("change", show);
   });
+  // After a failed submit the error summary takes the focus (a screen reader
+  // reads it; Tab goes on to its links), and each link focuses its field.
+  const summary = document.querySelector("[data-error-summary]");
+  if (summary) summary.focus();
+  document.querySelectorAll("[data-error-link]").forEach((link) => {
+    link.addEventListener("click", (event) => {
+      const field = document.getElementById(link.getAttribute("href").slice(1));
+      if (!field) return;
+      event.preventDefault();
+      const details = field.closest("details");
+      if (details) details.open = true;
+      field.focus();
+      field.scrollIntoView({ block: "center" });
+    });
+  });
+  // Keyboard shortcuts listed on the page ([data-shortcut] names the key,
+  // data-target the control): never while typing in a field or with a modifier.
+  const shortcuts = document.querySelectorAll("[data-shortcut]");
+  if (shortcuts.length) {
+    document.addEventListener("keydown", (event) => {
+      if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+      const here = event.target;
+      if (here.isContentEditable || here.closest("textarea, select, input:not([type=radio]):not([type=checkbox])")) return;
+      const key = event.key.toLowerCase();
+      const entry = Array.from(shortcuts).find((item) => item.dataset.shortcut === key);
+      const target = entry && document.querySelector(entry.dataset.target);
+      if (!target) return;
+      event.preventDefault();
+      if (target.matches("input[type=radio], input[type=checkbox]")) {
+        // A review form folded away under a saved review stays folded: no
+        // shortcut invites a second review by accident.
+        const details = target.closest("details");
+        if (details && !details.open) return;
+        target.checked = true;
+        target.focus();
+      } else {
+        target.click();
+      }
+    });
+  }
   // The new-lesion fields only matter when "New lesion" is chosen.
   const lesion = document.getElementById("id_lesion");
   const fields = document.getElementById("new-lesion-fields");

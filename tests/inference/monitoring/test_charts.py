@@ -40,7 +40,7 @@ def test_a_rate_chart_draws_one_bar_with_its_whisker_per_rate_that_has_cases():
     assert (half["css"], full["css"]) == ("series-0", "series-1")
     assert half["title"] == "2026-01, a: 50.0% (1/2; 95% CI 9.5–90.5%)"
     assert [tick["label"] for tick in chart.ticks] == ["0%", "25%", "50%", "75%", "100%"]
-    assert chart.columns == ["", "a", "b"]
+    assert chart.columns == ["Group", "a", "b"]
     assert chart.rows == [
         ["2026-01", "50.0% (1/2; 95% CI 9.5–90.5%)", "— (n = 0)"],
         ["2026-02", "—", "100.0% (3/3; 95% CI 43.9–100.0%)"],
