@@ -89,7 +89,9 @@ def create_lesion(*, user, patient, anatomical_site, description="") -> Lesion:
     return lesion
 
 
-def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> LesionImage:
+def add_lesion_image(
+    *, uploader, lesion, file, modality=LesionImage.Modality.DERMOSCOPIC, captured_at=None
+) -> LesionImage:
     """Validate and store an image of ``lesion``; request its prediction on commit.
 
     ``file`` is any readable binary file (an UploadedFile, a File, BytesIO),

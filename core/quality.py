@@ -17,29 +17,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
-from training.data import perceptual_hash as _perceptual_hash_bits
 from training.preprocessing import VIGNETTE_LEVEL, shades_of_gray
 
 SIZE = 256
+HASH_SIZE = 16  # 16 x 16 DCT coefficients: 256 bits
 # The outer band (pixels of SIZE) that counts as the frame's edge.
 EDGE = 6
 
 # Thresholds, chosen in docs/image-quality.md (>= 98% of training images
 # pass each check; the figures for the severe degradations are there).
-MIN_SHARPNESS = 0.0
-MAX_CLIPPED = 1.0
-MIN_BRIGHT_LEVEL = 0.0
-MIN_LESION_AREA = 0.0
-MAX_LESION_OFFSET = 1.0
-MAX_EDGE_ASYMMETRY = 1.0
-MAX_LIGHT_GRADIENT = 10.0
-MIN_VIGNETTE_FOR_DERMOSCOPIC = 1.0
+MIN_SHARPNESS = 0.3
+MAX_CLIPPED = 0.65
+MIN_BRIGHT_LEVEL = 100.0
+MIN_LESION_AREA = 0.03
+# Cut off: both must hold (the centre alone misses a lesion photographed off-centre but whole).
+MAX_LESION_OFFSET = 0.25
+MAX_EDGE_ASYMMETRY = 0.2
+MAX_LIGHT_GRADIENT = 0.4
+MIN_VIGNETTE_FOR_DERMOSCOPIC = 0.7
 
 # Perceptual-hash distance (bits of 256) at or below which two images count as
 # the same picture (docs/image-quality.md: false matches against detection).
-MAX_DUPLICATE_DISTANCE = 40
+MAX_DUPLICATE_DISTANCE = 48
 
 DERMOSCOPIC = "dermoscopic"
 CLINICAL = "clinical"
@@ -231,10 +232,30 @@ def assess(img: Image.Image, modality: str = DERMOSCOPIC) -> Assessment:
     return Assessment(measures=measures, findings=judge(measures, modality))
 
 
+def _dct_matrix(n: int) -> np.ndarray:
+    k = np.arange(n)[:, None]
+    matrix = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * k / (2 * n)) * np.sqrt(2 / n)
+    matrix[0] /= np.sqrt(2)
+    return matrix
+
+
+_DCT = _dct_matrix(HASH_SIZE * 4)
+
+
 def perceptual_hash(img: Image.Image) -> str:
-    """The image's 256-bit perceptual hash as 64 hex digits (training.data's hash, so
-    the dataset's duplicate groups and the clinic's duplicate check agree on "same")."""
-    bits = _perceptual_hash_bits(img)
+    """A 256-bit pHash of the whole frame as 64 hex digits.
+
+    The lowest 16 x 16 DCT frequencies of the grey, contrast-equalised image
+    at 64 x 64, each against their median. The whole frame, not only its
+    centre (training.data's grouping hash), which changes more when a copy
+    is cropped; equalising makes a copy with other colour
+    processing hash alike. Threshold and figures: docs/image-quality.md.
+    """
+    side = HASH_SIZE * 4
+    grey = ImageOps.equalize(img.convert("L").resize((side, side), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    pixels = np.asarray(grey, dtype=np.float64)
+    low = (_DCT @ pixels @ _DCT.T)[:HASH_SIZE, :HASH_SIZE].ravel()
+    bits = low > np.median(low[1:])  # the DC term says only how bright the frame is
     return np.packbits(bits.astype(np.uint8)).tobytes().hex()
 
 
