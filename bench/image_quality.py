@@ -261,7 +261,7 @@ def run_duplicates(args):
     total_pairs = n * (n - 1) // 2
     print(
         f"{'T':>4} {'false pairs':>12} {'false pair rate':>16} {'images w/ false match':>22} "
-        f"{'dup pairs found':>16} {'re-encoded':>11} {'resized':>8} {'cropped':>8}"
+        f"{'dup pairs found':>16} {'re-encoded':>11} {'resized':>8} {'crop 2%':>8} {'crop 4%':>8}"
     )
     for t in args.thresholds:
         within = cand[:, 2] <= t
@@ -271,7 +271,7 @@ def run_duplicates(args):
         det = (copies <= t).mean(axis=0)
         print(
             f"{t:>4} {false.sum():>12} {false.sum() / total_pairs:>16.2e} {images / n:>22.3%} "
-            f"{found:>16.1%} {det[0]:>11.1%} {det[1]:>8.1%} {det[2]:>8.1%}"
+            f"{found:>16.1%} {det[0]:>11.1%} {det[1]:>8.1%} {det[2]:>8.1%} {det[3]:>8.1%}"
         )
     print(
         "copy distances: median / 95th / max per kind:",
