@@ -7,7 +7,9 @@ from rest_framework import serializers
 
 from cases import permissions
 from cases.models import PATIENT_DEMOGRAPHICS, Clinic, Lesion, LesionImage, Patient, Review
+from core import quality
 from inference.models import Prediction
+from inference.runtime import IMAGE_QUALITY, UNCERTAIN_BAND
 from inference.selectors import latest_clinical_prediction
 
 from .models import DeviceToken
@@ -103,11 +105,21 @@ class LesionSerializer(StrictMixin, serializers.ModelSerializer):
         read_only_fields = ["id", "patient", "created_at"]
 
 
+UNCERTAIN_REASONS = [
+    (UNCERTAIN_BAND, "The probability is inside the model's uncertain band"),
+    (IMAGE_QUALITY, "The image-quality gate found the photo unfit"),
+]
+
+
 class PredictionSerializer(serializers.ModelSerializer):
     model_version = serializers.CharField(source="model_version.label", read_only=True)
     label = serializers.SerializerMethodField(help_text="null until the prediction has succeeded.")
     uncertain = serializers.SerializerMethodField(help_text="True when the model abstains: a specialist should look.")
     heatmap_url = serializers.SerializerMethodField(help_text="Where the saliency heatmap is, once there is one.")
+    uncertain_reasons = serializers.SerializerMethodField(
+        help_text="Why the label is uncertain: the model's own band, or the image-quality gate "
+        "(the model's label overruled); empty otherwise."
+    )
 
     class Meta:
         model = Prediction
@@ -125,8 +137,13 @@ class PredictionSerializer(serializers.ModelSerializer):
             "heatmap_url",
             "ood_distance",
             "out_of_distribution",
+            "uncertain_reasons",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=UNCERTAIN_REASONS)))
+    def get_uncertain_reasons(self, prediction):
+        return prediction.uncertain_reasons
 
     @extend_schema_field(serializers.ChoiceField(choices=Prediction.Label.choices, allow_null=True))
     def get_label(self, prediction):
@@ -141,11 +158,51 @@ class PredictionSerializer(serializers.ModelSerializer):
         return reverse("api:prediction-heatmap", args=[prediction.pk])
 
 
+class ImageQualitySerializer(serializers.Serializer):
+    retake_recommended = serializers.BooleanField(help_text="The intake gate found the photo unfit to score.")
+    message = serializers.CharField(
+        source="quality_message", help_text='"Image quality: retake recommended — too blurred"; empty if it passed.'
+    )
+    findings = serializers.ListField(
+        source="quality_findings",
+        child=serializers.ChoiceField(choices=list(quality.REASONS.items())),
+        help_text="What is wrong with the photo (docs/image-quality.md).",
+    )
+    measures = serializers.DictField(
+        source="quality_measures",
+        child=serializers.FloatField(),
+        help_text="The gate's measurements; empty for images stored before it existed.",
+    )
+
+
+class MatchedImageSerializer(serializers.ModelSerializer):
+    """An earlier image of the same clinic that is nearly the same picture."""
+
+    patient = serializers.UUIDField(source="lesion.patient_id", read_only=True)
+
+    class Meta:
+        model = LesionImage
+        fields = ["id", "lesion", "patient", "uploaded_at"]
+        read_only_fields = fields
+
+
 class ImageSerializer(serializers.ModelSerializer):
     patient = serializers.UUIDField(source="lesion.patient_id", read_only=True)
     uploaded_by = serializers.CharField(source="uploaded_by.get_username", read_only=True)
     file_url = serializers.SerializerMethodField(help_text="The image bytes (authenticated, never public).")
     prediction = serializers.SerializerMethodField(help_text="The newest prediction; null until one is requested.")
+    quality = ImageQualitySerializer(source="*", read_only=True, help_text="The intake image-quality gate.")
+    duplicate_of = MatchedImageSerializer(
+        read_only=True, allow_null=True, help_text="An earlier image of this patient that is nearly the same picture."
+    )
+    duplicate_message = serializers.CharField(read_only=True)
+    possible_wrong_patient_of = MatchedImageSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="An image of another patient of the same clinic that is nearly the same picture: "
+        "this upload may be filed under the wrong patient.",
+    )
+    wrong_patient_message = serializers.CharField(read_only=True)
 
     class Meta:
         model = LesionImage
@@ -164,6 +221,11 @@ class ImageSerializer(serializers.ModelSerializer):
             "sha256",
             "file_url",
             "prediction",
+            "quality",
+            "duplicate_of",
+            "duplicate_message",
+            "possible_wrong_patient_of",
+            "wrong_patient_message",
         ]
         read_only_fields = fields
 
@@ -180,7 +242,11 @@ class ImageUploadSerializer(StrictMixin, serializers.Serializer):
     file = serializers.FileField(
         help_text="A JPEG or PNG image, or a single-frame DICOM file of this lesion's patient.", allow_empty_file=False
     )
-    modality = serializers.ChoiceField(choices=LesionImage.Modality.choices)
+    modality = serializers.ChoiceField(
+        choices=LesionImage.Modality.choices,
+        default=LesionImage.Modality.DERMOSCOPIC,
+        help_text="How the photo was taken; the quality gate checks that it looks it.",
+    )
     captured_at = serializers.DateTimeField(required=False, help_text="When the photo was taken; default now.")
     client_id = serializers.UUIDField(
         required=False,

@@ -209,11 +209,32 @@ class LesionImageAddForm(forms.ModelForm):
         return cleaned
 
 
+class RetakeFilter(admin.SimpleListFilter):
+    title = "intake checks"
+    parameter_name = "intake"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("retake", "Retake recommended"),
+            ("duplicate", "Duplicate of an earlier image"),
+            ("wrong_patient", "Possible wrong patient"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "retake":
+            return queryset.exclude(quality_findings=[])
+        if self.value() == "duplicate":
+            return queryset.filter(duplicate_of__isnull=False)
+        if self.value() == "wrong_patient":
+            return queryset.filter(possible_wrong_patient_of__isnull=False)
+        return queryset
+
+
 @admin.register(LesionImage)
 class LesionImageAdmin(ClinicRecordAdmin):
     clinic_lookup = "lesion__patient__clinic"
-    list_display = ["id", "lesion", "modality", "captured_at", "uploaded_by", "width", "height"]
-    list_filter = ["modality", "lesion__patient__clinic"]
+    list_display = ["id", "lesion", "modality", "captured_at", "uploaded_by", "width", "height", "intake_warnings"]
+    list_filter = ["modality", RetakeFilter, "lesion__patient__clinic"]
     list_select_related = ["lesion__patient", "uploaded_by"]
     date_hierarchy = "uploaded_at"
     search_fields = ["=id", "sha256", "lesion__patient__medical_record_number"]
@@ -232,7 +253,36 @@ class LesionImageAdmin(ClinicRecordAdmin):
         "device_model",
         "uploaded_by",
         "uploaded_at",
+        # The intake checks (core/quality.py, docs/image-quality.md).
+        "quality",
+        "quality_measures",
+        "perceptual_hash",
+        "duplicate",
+        "possible_wrong_patient",
     ]
+
+    @admin.display(description="Image quality")
+    def quality(self, obj):
+        if not obj.quality_measures:
+            return "Not checked (stored before the quality gate)"
+        return obj.quality_message or "Passed"
+
+    @admin.display(description="Duplicate of")
+    def duplicate(self, obj):
+        return obj.duplicate_message or "—"
+
+    @admin.display(description="Possible wrong patient")
+    def possible_wrong_patient(self, obj):
+        return obj.wrong_patient_message or "—"
+
+    @admin.display(description="Intake warnings")
+    def intake_warnings(self, obj):
+        found = [*obj.quality_findings]
+        if obj.duplicate_of_id:
+            found.append("duplicate")
+        if obj.possible_wrong_patient_of_id:
+            found.append("possible wrong patient")
+        return ", ".join(found) or "—"
 
     @admin.display(description="Stored file")
     def stored_file(self, obj):

@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models.functions import Trim, Upper
 from django.utils import timezone
 
+from core.quality import retake_message
+
 
 class Clinic(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -160,7 +162,7 @@ class LesionImage(models.Model):
     lesion = models.ForeignKey(Lesion, on_delete=models.PROTECT, related_name="images")
     image = models.FileField(upload_to=lesion_image_path, max_length=255)
     image_format = models.CharField(max_length=10, editable=False)
-    modality = models.CharField(max_length=20, choices=Modality.choices)
+    modality = models.CharField(max_length=20, choices=Modality.choices, default=Modality.DERMOSCOPIC)
     captured_at = models.DateTimeField()
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="uploaded_images")
     uploaded_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -174,13 +176,60 @@ class LesionImage(models.Model):
     metadata_removed = models.JSONField(default=list, blank=True, editable=False)
     device_make = models.CharField(max_length=100, blank=True, default="", editable=False)
     device_model = models.CharField(max_length=100, blank=True, default="", editable=False)
+    # The intake quality gate (core/quality.py, docs/image-quality.md): what
+    # was measured and what is wrong (keys of core.quality.REASONS; empty =
+    # fit to score). Empty measures: stored before the gate existed.
+    quality_measures = models.JSONField(default=dict, blank=True, editable=False)
+    quality_findings = models.JSONField(default=list, blank=True, editable=False)
+    # 256-bit perceptual hash (core.quality.perceptual_hash, 64 hex digits)
+    # and, found with it at intake, an earlier image of this patient that is
+    # nearly the same picture, or one of another patient of the same clinic
+    # (a possible wrong-patient upload). Never across clinics.
+    perceptual_hash = models.CharField(max_length=64, blank=True, default="", editable=False)
+    duplicate_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    possible_wrong_patient_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
 
     class Meta:
         ordering = ["captured_at"]
-        indexes = [models.Index(fields=["sha256"])]
+        indexes = [models.Index(fields=["sha256"]), models.Index(fields=["perceptual_hash"])]
 
     def __str__(self):
         return f"{self.get_modality_display()} image {self.id}"
+
+    @property
+    def retake_recommended(self) -> bool:
+        return bool(self.quality_findings)
+
+    @property
+    def quality_message(self) -> str:
+        """ "Image quality: retake recommended — too blurred", or "" for an image that passed."""
+        return retake_message(self.quality_findings)
+
+    @property
+    def duplicate_message(self) -> str:
+        other = self.duplicate_of
+        if other is None:
+            return ""
+        return (
+            f"Already uploaded on {timezone.localtime(other.uploaded_at):%Y-%m-%d} "
+            f"for the {other.lesion.get_anatomical_site_display().lower()} lesion recorded "
+            f"{timezone.localtime(other.lesion.created_at):%Y-%m-%d}."
+        )
+
+    @property
+    def wrong_patient_message(self) -> str:
+        other = self.possible_wrong_patient_of
+        if other is None:
+            return ""
+        return (
+            "Possible wrong-patient upload: nearly the same as an image of another patient of this clinic "
+            f"(MRN {other.lesion.patient.medical_record_number}, uploaded "
+            f"{timezone.localtime(other.uploaded_at):%Y-%m-%d}). Check that this is the right patient."
+        )
 
 
 class Review(models.Model):

@@ -17,8 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from core import quality
 from core.files import delete_orphan_files
 from core.images import check_upload, inspect_image, sanitize
+from training.preprocessing import open_image
 
 from . import permissions
 from .models import Lesion, LesionImage, Patient, Review, normalise_mrn
@@ -89,7 +91,9 @@ def create_lesion(*, user, patient, anatomical_site, description="") -> Lesion:
     return lesion
 
 
-def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> LesionImage:
+def add_lesion_image(
+    *, uploader, lesion, file, modality=LesionImage.Modality.DERMOSCOPIC, captured_at=None
+) -> LesionImage:
     """Validate and store an image of ``lesion``; request its prediction on commit.
 
     ``file`` is any readable binary file (an UploadedFile, a File, BytesIO),
@@ -115,6 +119,7 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
     except ValidationError as exc:
         raise ValidationError({"file": exc.error_list}) from exc
     data, info = checked.data, checked.info
+    assessment, phash = _assess(data, modality)
 
     image = LesionImage(
         lesion=lesion,
@@ -129,10 +134,14 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
         metadata_removed=list(checked.removed),
         device_make=checked.device_make,
         device_model=checked.device_model,
+        quality_measures=assessment.measures,
+        quality_findings=assessment.findings,
+        perceptual_hash=phash,
     )
     stored_name = None
     try:
         with transaction.atomic():
+            image.duplicate_of, image.possible_wrong_patient_of = _near_duplicates(lesion.patient, phash)
             image.image.save("upload", ContentFile(data), save=False)
             stored_name = image.image.name
             image.save()
@@ -146,8 +155,47 @@ def add_lesion_image(*, uploader, lesion, file, modality, captured_at=None) -> L
         if stored_name and not _row_exists(image):
             default_storage.delete(stored_name)
         raise
-    logger.info("Stored image %s (%sx%s, %s bytes)", image.id, info.width, info.height, info.byte_size)
+    logger.info(
+        "Stored image %s (%sx%s, %s bytes; quality findings %s)",
+        image.id,
+        info.width,
+        info.height,
+        info.byte_size,
+        ", ".join(assessment.findings) or "none",
+    )
     return image
+
+
+def _assess(data: bytes, modality: str):
+    """The quality gate's verdict and the perceptual hash of the sanitized bytes."""
+    img = open_image(data)
+    return quality.assess(img, modality), quality.perceptual_hash(img)
+
+
+def _near_duplicates(patient, phash):
+    """(an earlier image of ``patient``, one of another patient of its clinic) nearly the same as ``phash``.
+
+    Only the patient's own clinic is searched, so no other clinic's record is
+    ever named. The nearest match of each kind, or None. Two simultaneous
+    uploads of one picture do not see each other (neither has committed):
+    the gate is a safety net for the common mistake, not a constraint.
+    """
+    candidates = (
+        LesionImage.objects.filter(lesion__patient__clinic_id=patient.clinic_id)
+        .exclude(perceptual_hash="")
+        .values_list("pk", "perceptual_hash", "lesion__patient_id")
+    )
+    best = {True: (None, quality.MAX_DUPLICATE_DISTANCE + 1), False: (None, quality.MAX_DUPLICATE_DISTANCE + 1)}
+    for pk, other_hash, patient_id in candidates.iterator(chunk_size=2000):
+        distance = quality.hamming(phash, other_hash)
+        same_patient = patient_id == patient.pk
+        if distance < best[same_patient][1]:
+            best[same_patient] = (pk, distance)
+    same, other = best[True][0], best[False][0]
+    return (
+        LesionImage.objects.get(pk=same) if same else None,
+        LesionImage.objects.get(pk=other) if other else None,
+    )
 
 
 def _row_exists(image) -> bool:

@@ -239,6 +239,10 @@ class Prediction(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     probability_malignant = models.FloatField(null=True, blank=True)
     label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    # Why the label is uncertain: "uncertain_band" (the model's own band),
+    # "image_quality" (the intake gate found the photo unfit; the model's
+    # label is overruled). Empty for a benign or malignant label.
+    uncertain_reasons = models.JSONField(default=list, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
     # Real starts only: a duplicate delivery that finds the row leased by a

@@ -86,6 +86,10 @@ def _latest_prediction_has(**fields):
     return Exists(clinical.filter(image=OuterRef("pk"), **fields).filter(~Exists(newer)))
 
 
+# The earlier images the intake duplicate check named, as their warnings word them (one join, not a query per row).
+INTAKE_MATCHES = ("duplicate_of__lesion", "possible_wrong_patient_of__lesion__patient")
+
+
 def worklist_for(user, *, status="", risk="", clinic=None, uploaded_from=None, uploaded_to=None):
     """Images in ``user``'s clinics that nobody has reviewed yet, highest risk first.
 
@@ -113,7 +117,7 @@ def worklist_for(user, *, status="", risk="", clinic=None, uploaded_from=None, u
     ).values("key")[:1]
     return (
         images.annotate(risk_key=Coalesce(Subquery(sort_key, output_field=FloatField()), Value(_NO_PREDICTION_KEY)))
-        .select_related("lesion__patient__clinic")
+        .select_related("lesion__patient__clinic", *INTAKE_MATCHES)
         .prefetch_related(clinical_predictions_prefetch())
         .order_by("risk_key", "uploaded_at", "pk")
     )
@@ -169,7 +173,9 @@ def lesions_of(patient):
         .prefetch_related(
             Prefetch(
                 "images",
-                queryset=LesionImage.objects.order_by("captured_at", "uploaded_at").prefetch_related(
+                queryset=LesionImage.objects.order_by("captured_at", "uploaded_at")
+                .select_related(*INTAKE_MATCHES)
+                .prefetch_related(
                     clinical_predictions_prefetch(),
                     Prefetch("reviews", queryset=Review.objects.select_related("reviewer").order_by("created_at")),
                 ),

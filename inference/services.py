@@ -27,7 +27,7 @@ from training.preprocessing import ImageError
 from . import leases, permissions
 from .models import ModelVersion, Prediction, heatmap_path
 from .queueing import send_prediction_on_commit
-from .runtime import heatmap_png
+from .runtime import heatmap_png, with_image_quality
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,8 @@ def _compute(prediction, token) -> Prediction:
     except ImageError as exc:
         return _finish_failed(prediction, f"The image cannot be analysed: {exc}.", token=token)
     result = predictor.predict_arrays([array], preprocess_ms)[0]
+    # The intake gate's findings (recorded on the image at upload) make the label uncertain.
+    label, uncertain_reasons = with_image_quality(result.label, prediction.image.quality_findings)
     heatmap_name, heatmap_ms = _store_heatmap(prediction, predictor, array)
 
     try:
@@ -164,7 +166,8 @@ def _compute(prediction, token) -> Prediction:
             .update(
                 status=Prediction.Status.SUCCEEDED,
                 probability_malignant=result.probability_malignant,
-                label=result.label,
+                label=label,
+                uncertain_reasons=uncertain_reasons,
                 confidence=result.confidence,
                 error="",
                 finished_at=timezone.now(),
@@ -183,7 +186,7 @@ def _compute(prediction, token) -> Prediction:
         raise
     prediction.refresh_from_db()
     if updated:
-        logger.info("Prediction %s: %s p=%.3f", prediction.pk, result.label, result.probability_malignant)
+        logger.info("Prediction %s: %s p=%.3f", prediction.pk, label, result.probability_malignant)
         if previous_heatmap and previous_heatmap != heatmap_name:
             _delete_quietly(previous_heatmap)  # an earlier result's file, no longer named by the row
     else:

@@ -111,7 +111,9 @@ class UploadForm(BootstrapMixin, forms.Form):
         required=False,
     )
     description = forms.CharField(label="Description (new lesion)", required=False, max_length=500)
-    modality = forms.ChoiceField(label="Modality", choices=LesionImage.Modality.choices)
+    modality = forms.ChoiceField(
+        label="Modality", choices=LesionImage.Modality.choices, initial=LesionImage.Modality.DERMOSCOPIC
+    )
     captured_on = forms.DateField(label="Capture date", widget=DateInput())
     images = MultipleImageField(
         # The label stays as the browser tests know it; the help text names DICOM.

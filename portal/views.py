@@ -234,14 +234,16 @@ def upload(request, patient_id):
                     description=data["description"],
                 )
                 captured_at = _captured_at(data["captured_on"])
+                stored = []
                 for upload_file in data["images"]:
-                    dicom.add_image_upload(
+                    image = dicom.add_image_upload(
                         uploader=request.user,
                         lesion=lesion,
                         file=upload_file,
                         modality=data["modality"],
                         captured_at=captured_at,
                     )
+                    stored.append(image)
                 target = f"{reverse('portal:patient-detail', args=[patient.pk])}#lesion-{lesion.pk}"
                 if submission is not None:
                     submission.result_url = target
@@ -255,8 +257,19 @@ def upload(request, patient_id):
                 f"{count} image{'s' if count != 1 else ''} uploaded. "
                 "Predictions appear here as soon as they are ready.",
             )
+            _warn_about_intake(request, stored)
             return redirect(target)
     return render(request, "portal/upload.html", {"patient": patient, "form": form, "max_size": upload_limit_text()})
+
+
+def _warn_about_intake(request, images):
+    """The quality gate's and the duplicate check's findings, at upload time (one message each)."""
+    numbered = len(images) > 1
+    for n, image in enumerate(images, start=1):
+        prefix = f"Image {n}: " if numbered else ""
+        for text in (image.quality_message, image.duplicate_message, image.wrong_patient_message):
+            if text:
+                messages.warning(request, prefix + text)
 
 
 def _image_context(request, image):

@@ -13,7 +13,7 @@ The names other modules use are re-exported here (``from inference.runtime impor
 """
 
 from .backends import BACKENDS, inference_threads, requested_backend
-from .decision import Result, decide, featureless
+from .decision import IMAGE_QUALITY, UNCERTAIN_BAND, Result, decide, featureless, with_image_quality
 from .heatmaps import HEATMAP_MAX_ALPHA, gradcam_heatmap, heatmap_png
 from .model_format import (
     METADATA_FILE,
@@ -28,11 +28,13 @@ from .predictor import Predictor
 __all__ = [
     "BACKENDS",
     "HEATMAP_MAX_ALPHA",
+    "IMAGE_QUALITY",
     "METADATA_FILE",
     "MODELS_DIR",
     "ModelFileError",
     "Predictor",
     "Result",
+    "UNCERTAIN_BAND",
     "decide",
     "featureless",
     "gradcam_heatmap",
@@ -42,4 +44,5 @@ __all__ = [
     "requested_backend",
     "shipped_model_dir",
     "validate_metadata",
+    "with_image_quality",
 ]

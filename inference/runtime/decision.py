@@ -43,6 +43,25 @@ def decide(probability: float, metadata: dict) -> tuple[str, float]:
     return "benign", 1.0 - probability
 
 
+# Why a label is "uncertain" (Prediction.uncertain_reasons).
+UNCERTAIN_BAND = "uncertain_band"  # the probability fell inside the model's band
+IMAGE_QUALITY = "image_quality"  # the intake gate found the photo unfit (core/quality.py)
+
+
+def with_image_quality(label: str, quality_findings) -> tuple[str, list[str]]:
+    """The label to show once the intake quality gate is heard, and why it is uncertain (if it is).
+
+    A photo the gate found unfit (blurred, badly exposed, badly framed, of
+    the wrong kind) is still scored, but its score is not one to act on:
+    the label becomes "uncertain" whatever the model said.
+    """
+    reasons = [UNCERTAIN_BAND] if label == "uncertain" else []
+    if quality_findings:
+        reasons.append(IMAGE_QUALITY)
+        label = "uncertain"
+    return label, reasons
+
+
 # An image-quality gate beside the model's own out-of-distribution score: a
 # blank frame or a screenshot has so little texture that its backbone
 # features sit close to the data's mean, and the Mahalanobis distance lets

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from api.tokens import issue_token
-from cases import permissions
+from cases import permissions, services
 from cases.apps import ensure_ml_admins_group
 from cases.models import Clinic, LesionImage, Membership, Patient, Review
 from core.models import AuditEvent
@@ -412,3 +412,28 @@ def test_an_image_change_page_never_links_to_a_media_url(client, clinic_admin, o
     image.refresh_from_db()
     assert image.modality == "dermoscopic"
     assert changes().get(model="cases.lesionimage").changes["modality"] == ["clinical", "dermoscopic"]
+
+
+# --- The intake checks (core/quality.py) on the image's admin pages.
+
+
+def test_the_admin_shows_the_quality_findings_and_a_duplicate(client, clinic_admin, owner, lesion, jpeg_bytes):
+    from PIL import Image, ImageFilter
+
+    first = services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes))
+    repeat = services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(jpeg_bytes))
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg_bytes)).filter(ImageFilter.GaussianBlur(6)).save(out, "JPEG", quality=92)
+    blurred = services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(out.getvalue()))
+    client.force_login(clinic_admin)
+
+    page = client.get(change_url(blurred)).content.decode()
+    assert "Image quality: retake recommended — too blurred" in page
+    page = client.get(change_url(repeat)).content.decode()
+    assert f"Already uploaded on {first.uploaded_at:%Y-%m-%d}" in page
+    assert client.get(change_url(first)).content.decode().count("Already uploaded") == 0
+
+    listing = client.get(changelist_url(first), {"intake": "retake"}).content.decode()
+    assert str(blurred.pk) in listing and str(first.pk) not in listing
+    listing = client.get(changelist_url(first), {"intake": "duplicate"}).content.decode()
+    assert str(repeat.pk) in listing and str(first.pk) not in listing

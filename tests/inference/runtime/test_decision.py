@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from inference.runtime import decide, featureless
+from inference.runtime import decide, featureless, with_image_quality
 
 
 class TestDecide:
@@ -31,3 +31,18 @@ def test_the_quality_gate_passes_textured_images_and_stops_flat_ones():
     flat = np.full((64, 64, 3), 200, dtype=np.uint8)
     dark = np.zeros((64, 64, 3), dtype=np.uint8)
     assert (featureless(textured), featureless(flat), featureless(dark)) == (False, True, True)
+
+
+@pytest.mark.parametrize(
+    "label, findings, expected",
+    [
+        ("benign", [], ("benign", [])),
+        ("malignant", [], ("malignant", [])),
+        ("uncertain", [], ("uncertain", ["uncertain_band"])),
+        ("benign", ["blurred"], ("uncertain", ["image_quality"])),
+        ("malignant", ["overexposed", "lesion_cut_off"], ("uncertain", ["image_quality"])),
+        ("uncertain", ["blurred"], ("uncertain", ["uncertain_band", "image_quality"])),
+    ],
+)
+def test_an_image_the_quality_gate_found_unfit_is_labelled_uncertain_and_why(label, findings, expected):
+    assert with_image_quality(label, findings) == expected

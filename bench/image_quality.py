@@ -1,0 +1,305 @@
+"""Image-quality gate and duplicate check: measured on melanoma-10k and synthetic degradations (not a test).
+
+Part 1 (``quality``): every measure of ``core.quality`` on a stratified
+sample of the training images (which must pass) and on severe synthetic
+degradations of a sub-sample (which must be caught):
+
+- ``blur``: Gaussian blur, sigma 3 px at 300 px (1% of the width);
+- ``overexposed``: pixel values x 2.2, clipped; ``underexposed``: x 0.3;
+- ``too_small``: the central 80% of the field shrunk to 20% of the frame and
+  set in skin of the photo's own colour (the lesion covers 1/16 of its former
+  share, as if photographed from four times as far);
+- ``cut_off``: the framing moved half a width to the right, so that its left
+  edge runs through the middle, where dermoscopy photos put the lesion (the
+  uncovered right half is skin of the photo's own colour);
+- ``clinical``: what a phone close-up looks like next to a dermatoscope's
+  view: the vignette cropped away, the field shrunk to 40% and set in skin
+  of its own colour with pore-scale texture and the uneven light of a lamp
+  or window (a linear ramp from 55% to 110% across a random direction).
+  This is a simulation we designed, so the detection figure says only that
+  the check catches what it was built for; it needs real clinical photos.
+- ``dermoscopic_as_clinical``: the training images themselves, recorded as clinical.
+
+It prints, per check, the share of training images passing and of the
+matching degradation caught at the thresholds in ``core.quality``, and (with
+``--suggest``) the threshold that lets 98% of training images through.
+
+Part 2 (``duplicates``): the 256-bit perceptual hash of every training image
+(``core.quality.perceptual_hash``). Ground truth for "the same picture" is
+independent of the hash: a pair is a true duplicate when its 64 x 64 grey
+thumbnails correlate at >= 0.97 (checked for every pair within 110 bits). For
+each Hamming threshold it prints the false-match pairs (not duplicates, yet
+within the threshold), the share of images that would match some distinct
+image (the false "already uploaded" alert rate against a library of this
+size) and the detection rate of re-encoded (JPEG q 60), resized (50%) and
+slightly cropped (2% and 4% off two sides) copies of a sample.
+
+Usage (from the repository root; about 10 min on 2 busy cores):
+
+    nice -n 10 .venv/bin/python bench/image_quality.py quality \\
+        --data ../shared/datasets/melanoma-10k/train --per-class 1500 --degrade-per-class 500 --suggest
+    nice -n 10 .venv/bin/python bench/image_quality.py duplicates \\
+        --data ../shared/datasets/melanoma-10k/train --copies 1000
+
+See docs/image-quality.md for the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core import quality  # noqa: E402
+from training.data import list_images  # noqa: E402
+
+DEGRADATIONS = ("blur", "overexposed", "underexposed", "too_small", "cut_off", "clinical")
+# Which finding each degradation should raise.
+EXPECTED = {
+    "blur": "blurred",
+    "overexposed": "overexposed",
+    "underexposed": "underexposed",
+    "too_small": "lesion_too_small",
+    "cut_off": "lesion_cut_off",
+    "clinical": "looks_clinical",
+}
+
+
+def _skin(img: Image.Image, size, rng, *, noise=4.0, ramp=None) -> Image.Image:
+    """A canvas of the photo's own skin colour (its brighter half), with texture and optional uneven light."""
+    rgb = np.asarray(img, dtype=np.float32)
+    grey = rgb.mean(axis=2)
+    lit = grey > 40
+    colour = np.median(rgb[lit & (grey >= np.median(grey[lit]))], axis=0) if lit.any() else np.array([200, 160, 150])
+    w, h = size
+    texture = rng.normal(0, noise, (h, w, 1)).astype(np.float32)
+    texture = (
+        np.asarray(
+            Image.fromarray(np.clip(texture[..., 0] + 128, 0, 255).astype(np.uint8)).filter(
+                ImageFilter.GaussianBlur(0.8)
+            ),
+            dtype=np.float32,
+        )[..., None]
+        - 128
+    )
+    canvas = colour[None, None, :] + texture * 2
+    if ramp is not None:
+        angle = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:h, 0:w]
+        t = (np.cos(angle) * (xx / w - 0.5) + np.sin(angle) * (yy / h - 0.5)) / 0.71 + 0.5
+        canvas = canvas * (ramp[0] + (ramp[1] - ramp[0]) * t)[..., None]
+    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+
+
+def _soft_edge(size, left=True) -> Image.Image:
+    """A paste mask that blends a pasted field's edge into the skin, so no square outline is left."""
+    mask = Image.new("L", size, 0)
+    mask.paste(255, (6 if left else 0, 6, size[0] - 6, size[1] - 6))
+    return mask.filter(ImageFilter.GaussianBlur(4))
+
+
+def degrade(img: Image.Image, kind: str, rng) -> Image.Image:
+    w, h = img.size
+    if kind == "blur":
+        return img.filter(ImageFilter.GaussianBlur(3 * w / 300))
+    if kind == "overexposed":
+        return Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) * 2.2, 0, 255).astype(np.uint8))
+    if kind == "underexposed":
+        return Image.fromarray((np.asarray(img, dtype=np.float32) * 0.3).astype(np.uint8))
+    if kind == "too_small":
+        canvas = _skin(img, (w, h), rng)
+        small = img.crop((int(0.1 * w), int(0.1 * h), int(0.9 * w), int(0.9 * h))).resize((int(0.2 * w), int(0.2 * h)))
+        canvas.paste(small, ((w - small.width) // 2, (h - small.height) // 2), _soft_edge(small.size))
+        return canvas
+    if kind == "cut_off":
+        # Dermoscopy photos put the lesion in the middle: the framing moves
+        # half a width right, so the frame's left edge runs through it.
+        canvas = _skin(img, (w, h), rng)
+        canvas.paste(img.crop((w // 2, 0, w, h)), (0, 0), _soft_edge((w - w // 2, h), left=False))
+        return canvas
+    if kind == "clinical":
+        canvas = _skin(img, (w, h), rng, noise=6.0, ramp=(0.55, 1.1))
+        field = img.crop((int(0.15 * w), int(0.15 * h), int(0.85 * w), int(0.85 * h)))
+        small = field.resize((int(0.4 * w), int(0.4 * h)))
+        # Blend the field's edge into the skin so no square outline is left.
+        mask = _soft_edge(small.size)
+        x = int(rng.uniform(0.2, 0.4) * w)
+        y = int(rng.uniform(0.2, 0.4) * h)
+        lit_canvas = np.asarray(canvas, dtype=np.float32)
+        patch = lit_canvas[y : y + small.height, x : x + small.width] / np.maximum(
+            np.asarray(canvas, dtype=np.float32).mean(), 1
+        )
+        shaded = np.clip(np.asarray(small, dtype=np.float32) * patch.mean(axis=2, keepdims=True), 0, 255)
+        canvas.paste(Image.fromarray(shaded.astype(np.uint8)), (x, y), mask)
+        return canvas
+    raise ValueError(kind)
+
+
+def _measure_one(args):
+    path, kinds, seed = args
+    img = Image.open(path).convert("RGB")
+    rng = np.random.default_rng(seed)
+    out = {"original": quality.measure(img)}
+    for kind in kinds:
+        out[kind] = quality.measure(degrade(img, kind, rng))
+    return out
+
+
+def _sample(paths, labels, per_class, rng):
+    chosen = []
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        chosen.extend(rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist())
+    return sorted(chosen)
+
+
+def run_quality(args):
+    if args.load:
+        results = json.loads(args.load.read_text())
+    else:
+        paths, labels = list_images(args.data)
+        rng = np.random.default_rng(args.seed)
+        sample = _sample(paths, labels, args.per_class, rng)
+        degraded = set(_sample(np.array(paths)[sample], labels[sample], args.degrade_per_class, rng))
+        jobs = [(paths[i], DEGRADATIONS if n in degraded else (), args.seed + i) for n, i in enumerate(sample)]
+        with Pool(args.workers) as pool:
+            results = pool.map(_measure_one, jobs, chunksize=16)
+        if args.save:
+            args.save.write_text(json.dumps(results))
+    degraded = [r for r in results if len(r) > 1]
+    originals = [r["original"] for r in results]
+    print(f"training images: {len(originals)} (stratified by class); degraded: {len(degraded)} each")
+
+    if args.suggest:
+        keys = originals[0].keys()
+        for key in keys:
+            values = np.array([m[key] for m in originals])
+            print(
+                f"  {key}: 1st pct {np.percentile(values, 1):.4f}  2nd {np.percentile(values, 2):.4f}  "
+                f"median {np.median(values):.4f}  98th {np.percentile(values, 98):.4f}  "
+                f"99th {np.percentile(values, 99):.4f}"
+            )
+        for kind in DEGRADATIONS:
+            rows = [r[kind] for r in results if kind in r]
+            print(f"  [{kind}] 5th / 50th / 95th percentile")
+            for k in keys:
+                p5, p50, p95 = np.percentile([m[k] for m in rows], [5, 50, 95])
+                print(f"      {k}: {p5:.4f} / {p50:.4f} / {p95:.4f}")
+
+    print(f"{'check':<20} {'training pass':>14} {'degradation':>14} {'caught (that check)':>20} {'caught (any)':>13}")
+    for kind in DEGRADATIONS:
+        code = EXPECTED[kind]
+        passed = np.mean([code not in quality.judge(m, quality.DERMOSCOPIC) for m in originals])
+        rows = [r[kind] for r in results if kind in r]
+        caught = np.mean([code in quality.judge(m, quality.DERMOSCOPIC) for m in rows])
+        any_ = np.mean([bool(quality.judge(m, quality.DERMOSCOPIC)) for m in rows])
+        print(f"{code:<20} {passed:>14.2%} {kind:>14} {caught:>20.2%} {any_:>13.2%}")
+    all_pass = np.mean([not quality.judge(m, quality.DERMOSCOPIC) for m in originals])
+    print(f"{'all checks':<20} {all_pass:>14.2%}")
+    as_clinical = np.mean(["looks_dermoscopic" in quality.judge(m, quality.CLINICAL) for m in originals])
+    print(f"training images recorded as clinical, caught as looks_dermoscopic: {as_clinical:.2%}")
+
+
+def _hash_one(path):
+    img = Image.open(path).convert("RGB")
+    thumb = np.asarray(img.convert("L").resize((64, 64)), dtype=np.float32).ravel()
+    thumb = (thumb - thumb.mean()) / (thumb.std() + 1e-6)
+    return quality.perceptual_hash(img), thumb
+
+
+def _copies(path):
+    img = Image.open(path).convert("RGB")
+    w, h = img.size
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=60)
+    reencoded = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    resized = img.resize((w // 2, h // 2), Image.Resampling.LANCZOS)
+    cropped2 = img.crop((int(0.02 * w), int(0.02 * h), w, h))
+    cropped4 = img.crop((int(0.04 * w), int(0.04 * h), w, h))
+    original = quality.perceptual_hash(img)
+    return [quality.hamming(original, quality.perceptual_hash(c)) for c in (reencoded, resized, cropped2, cropped4)]
+
+
+def _bits(hexes):
+    return np.unpackbits(np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(len(hexes), -1), axis=1)
+
+
+def run_duplicates(args):
+    paths, _ = list_images(args.data)
+    with Pool(args.workers) as pool:
+        hashed = pool.map(_hash_one, paths, chunksize=32)
+        rng = np.random.default_rng(args.seed)
+        sample = rng.choice(len(paths), size=min(args.copies, len(paths)), replace=False)
+        copies = np.array(pool.map(_copies, [paths[i] for i in sample], chunksize=16))
+    hexes = [h for h, _ in hashed]
+    thumbs = np.stack([t for _, t in hashed])
+    bits = _bits(hexes).astype(np.float32) * 2 - 1
+    n = len(paths)
+    candidates = []  # (i, j, distance) within 110 bits
+    for start in range(0, n, 1024):
+        dots = bits[start : start + 1024] @ bits.T
+        dist = ((bits.shape[1] - dots) / 2).round().astype(int)
+        for a, b in zip(*np.nonzero(dist <= 110), strict=True):
+            i = start + a
+            if i < b:
+                candidates.append((i, b, dist[a, b]))
+    cand = np.array(candidates, dtype=int).reshape(-1, 3)
+    corr = np.array([thumbs[i] @ thumbs[j] / thumbs.shape[1] for i, j, _ in cand])
+    true_dup = corr >= 0.97
+    print(
+        f"images: {n}; pairs within 110 bits: {len(cand)}; true duplicates among them (thumbnail r >= 0.97): "
+        f"{true_dup.sum()}"
+    )
+    total_pairs = n * (n - 1) // 2
+    print(
+        f"{'T':>4} {'false pairs':>12} {'false pair rate':>16} {'images w/ false match':>22} "
+        f"{'dup pairs found':>16} {'re-encoded':>11} {'resized':>8} {'crop 2%':>8} {'crop 4%':>8}"
+    )
+    for t in args.thresholds:
+        within = cand[:, 2] <= t
+        false = within & ~true_dup
+        images = len(set(cand[false, 0]) | set(cand[false, 1]))
+        found = (within & true_dup).sum() / max(true_dup.sum(), 1)
+        det = (copies <= t).mean(axis=0)
+        print(
+            f"{t:>4} {false.sum():>12} {false.sum() / total_pairs:>16.2e} {images / n:>22.3%} "
+            f"{found:>16.1%} {det[0]:>11.1%} {det[1]:>8.1%} {det[2]:>8.1%} {det[3]:>8.1%}"
+        )
+    print(
+        "copy distances: median / 95th / max per kind:",
+        [(int(np.median(c)), int(np.percentile(c, 95)), int(c.max())) for c in copies.T],
+    )
+    if args.show_false is not None:
+        within = (cand[:, 2] <= args.show_false) & ~true_dup
+        for (i, j, d), r in zip(cand[within], corr[within], strict=True):
+            print(f"  {d:>3} r={r:.2f} {paths[i].name} {paths[j].name}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("part", choices=["quality", "duplicates"])
+    parser.add_argument("--save", type=Path, help="quality: write the measures to this JSON file")
+    parser.add_argument("--load", type=Path, help="quality: judge the measures saved by --save (no --data needed)")
+    parser.add_argument("--data", type=Path, help="the train/ folder (benign/, malignant/)")
+    parser.add_argument("--per-class", type=int, default=1500)
+    parser.add_argument("--degrade-per-class", type=int, default=500)
+    parser.add_argument("--copies", type=int, default=1000)
+    parser.add_argument("--thresholds", type=int, nargs="+", default=[16, 24, 32, 40, 48, 56, 64])
+    parser.add_argument("--show-false", type=int, default=None, help="list the false pairs within this distance")
+    parser.add_argument("--suggest", action="store_true", help="print each measure's percentiles")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    (run_quality if args.part == "quality" else run_duplicates)(args)
+
+
+if __name__ == "__main__":
+    main()
