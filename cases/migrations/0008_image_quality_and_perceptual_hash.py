@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cases', '0006_lesionimage_sanitized_metadata'),
+        ('cases', '0007_normalised_mrn'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
