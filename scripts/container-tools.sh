@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-PACKAGES=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs curl)
+# dnsname: compose services find each other by name on the CNI network (podman 4.3 default backend).
+PACKAGES=(podman runc debootstrap uidmap slirp4netns fuse-overlayfs curl golang-github-containernetworking-plugin-dnsname)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

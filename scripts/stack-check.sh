@@ -64,11 +64,13 @@ fi
 export SKINCARE_PYTHON_IMAGE=localhost/skincare-python:3.11
 export SKINCARE_POSTGRES_IMAGE=localhost/skincare-postgres:15
 export SKINCARE_REDIS_IMAGE=localhost/skincare-redis:7
-# The host's pip index settings, if any, travel as build arguments (never committed).
+# The host's pip index settings, if any, travel as build arguments (never
+# committed); only network ones: a file:// index on the host means nothing in a build.
 pip_args=()
 for name in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST; do
   value=${!name:-$("$PY" -m pip config get "global.$(echo "${name#PIP_}" | tr 'A-Z_' 'a-z-')" 2>/dev/null || true)}
-  [ -n "$value" ] && pip_args+=(--build-arg "$name=$value")
+  [ "$name" = PIP_TRUSTED_HOST ] || value=$(printf '%s\n' $value | grep -E '^https?://' | paste -sd' ' || true)
+  if [ -n "$value" ]; then pip_args+=(--build-arg "$name=$value"); fi
 done
 for target in runtime ml; do
   step "build skincare-$target"
@@ -76,7 +78,7 @@ for target in runtime ml; do
     "${pip_args[@]}" -t "skincare-$target:latest" -f docker/Dockerfile . >/dev/null
 done
 podman image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'skincare-(runtime|ml)'
-has() { podman run --rm --entrypoint python "$1" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$2') is None)"; }
+has() { podman run --rm --no-healthcheck --entrypoint python "$1" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$2') is None)"; }
 if has skincare-runtime:latest tensorflow || ! has skincare-runtime:latest onnxruntime || ! has skincare-ml:latest tensorflow; then
   echo "the runtime image must have ONNX Runtime and no TensorFlow; the ml image TensorFlow" >&2
   exit 1
