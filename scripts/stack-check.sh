@@ -86,6 +86,7 @@ fi
 passed "the runtime image has ONNX Runtime and no TensorFlow; the ml image has TensorFlow"
 
 PROJECT=skincare-stack-check
+LOGS=$(mktemp -d)
 export SKINCARE_SECRET_KEY
 SKINCARE_SECRET_KEY=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(40))')
 export SKINCARE_WEB_PORT
@@ -98,6 +99,14 @@ container() {  # the container of a compose service
   podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT" \
     --filter "label=com.docker.compose.service=$1" | head -n1
 }
+remove_stack() {  # compose down, and whatever it left behind
+  compose down --volumes --timeout 10 >/dev/null 2>&1 || true
+  local ids
+  ids=$(podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT")
+  [ -z "$ids" ] || podman rm -f $ids >/dev/null 2>&1 || true
+  ids=$(podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT")
+  [ -z "$ids" ] || podman volume rm -f $ids >/dev/null 2>&1 || true
+}
 teardown() {
   status=$?
   if [ $status -ne 0 ]; then
@@ -109,8 +118,9 @@ teardown() {
   fi
   if ! $KEEP; then
     step "tear down"
-    compose down --volumes --timeout 10 >/dev/null 2>&1 || true
+    remove_stack
   fi
+  rm -rf "$LOGS"
   step "done (exit $status)"
 }
 trap teardown EXIT
@@ -127,11 +137,13 @@ wait_healthy() {  # service... : poll each one's health check, as compose's `ser
   done
 }
 
+remove_stack  # a stack left by an earlier --keep run
 step "postgres, redis up"
 compose up -d postgres redis >/dev/null
 wait_healthy postgres redis
 step "migrate and register the shipped model (runtime image: ONNX-only load check)"
-compose run --rm --no-deps migrate
+compose run --rm --no-deps migrate > "$LOGS/migrate.log" 2>&1 || { cat "$LOGS/migrate.log" >&2; exit 1; }
+tail -n 1 "$LOGS/migrate.log"
 passed "migrations and the shipped model registered without TensorFlow"
 step "web, worker, beat, trainer up"
 compose up -d --no-deps web worker beat trainer >/dev/null
@@ -196,5 +208,16 @@ podman inspect "$BEAT" --format 'beat: {{.State.Status}}, restarted {{.RestartCo
 wait_healthy beat worker
 podman exec "$BEAT" python manage.py beat_health
 passed "beat runs and sends the sweep after the database restart"
+
+step "beat killed (as when it died with the database): restarted by its policy"
+since=$(date +%s)
+kill -KILL "$(podman inspect --format '{{.State.Pid}}' "$BEAT")"
+for attempt in $(seq 60); do
+  if podman logs --since "$since" "$BEAT" 2>&1 | grep -q "Sending due task sweep-predictions"; then break; fi
+  [ "$attempt" = 60 ] && { echo "beat was not restarted, or sends no sweep" >&2; exit 1; }
+  sleep 1
+done
+podman inspect "$BEAT" --format 'beat: {{.State.Status}}, restarted {{.RestartCount}} time(s)'
+passed "beat restarted after a crash, its schedule read back from the database"
 # The plain closing line CI reads (as it reads pytest's).
 echo "stack-check: $CHECKS passed, 0 failed"
