@@ -77,6 +77,7 @@ for target in runtime ml; do
   podman build --quiet --format docker --target "$target" --build-arg "PYTHON_IMAGE=$SKINCARE_PYTHON_IMAGE" \
     "${pip_args[@]}" -t "skincare-$target:latest" -f docker/Dockerfile . >/dev/null
 done
+podman image prune -f >/dev/null  # layers of earlier builds that no image uses any more
 podman image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E 'skincare-(runtime|ml)'
 has() { podman run --rm --no-healthcheck --entrypoint python "$1" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$2') is None)"; }
 if has skincare-runtime:latest tensorflow || ! has skincare-runtime:latest onnxruntime || ! has skincare-ml:latest tensorflow; then
@@ -210,11 +211,16 @@ podman exec "$BEAT" python manage.py beat_health
 passed "beat runs and sends the sweep after the database restart"
 
 step "beat killed (as when it died with the database): restarted by its policy"
-since=$(date +%s)
+restarts=$(podman inspect --format '{{.RestartCount}}' "$BEAT")
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 kill -KILL "$(podman inspect --format '{{.State.Pid}}' "$BEAT")"
-for attempt in $(seq 60); do
-  if podman logs --since "$since" "$BEAT" 2>&1 | grep -q "Sending due task sweep-predictions"; then break; fi
-  [ "$attempt" = 60 ] && { echo "beat was not restarted, or sends no sweep" >&2; exit 1; }
+for attempt in $(seq 90); do
+  read -r state count < <(podman inspect --format '{{.State.Status}} {{.RestartCount}}' "$BEAT")
+  if [ "$state" = running ] && [ "$count" -gt "$restarts" ] \
+    && podman logs --since "$since" "$BEAT" 2>&1 | grep -q "Sending due task sweep-predictions"; then
+    break
+  fi
+  [ "$attempt" = 90 ] && { echo "beat was not restarted, or sends no sweep ($state, $count restarts)" >&2; exit 1; }
   sleep 1
 done
 podman inspect "$BEAT" --format 'beat: {{.State.Status}}, restarted {{.RestartCount}} time(s)'
