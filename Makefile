@@ -3,22 +3,23 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench lock services chromium weasyprint-deps clean
+.PHONY: demo test lint bench lock services chromium weasyprint-deps clean stack-check stack-check-ci container-tools
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 # Re-install only when a requirements file changed.
-$(VENV)/.installed-ml: requirements/base.txt requirements/ml.txt | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -r requirements/ml.txt
+# runtime: web, worker and beat on ONNX Runtime (what the demo needs, no TensorFlow).
+$(VENV)/.installed-runtime: requirements/base.txt requirements/runtime.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements/runtime.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements/base.txt requirements/ml.txt requirements/dev.txt | $(VENV)/bin/python
+$(VENV)/.installed-dev: requirements/base.txt requirements/runtime.txt requirements/ml.txt requirements/dev.txt | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -r requirements/dev.txt
-	touch $@ $(VENV)/.installed-ml
+	touch $@ $(VENV)/.installed-runtime
 
-demo: $(VENV)/.installed-ml weasyprint-deps  ## set up and run web + worker with demo data and the shipped model
+demo: $(VENV)/.installed-runtime weasyprint-deps  ## set up and run web + worker with demo data and the shipped model
 	scripts/demo.sh
 
 test: $(VENV)/.installed-dev services chromium weasyprint-deps  ## set up and run the whole test suite (PostgreSQL + Redis + chromium)
@@ -47,6 +48,23 @@ bench: $(VENV)/.installed-dev services
 
 lock: $(VENV)/.installed-dev  ## exact versions of what requirements/dev.txt resolved to
 	$(PY) -m pip freeze --exclude-editable | sort > requirements/lock.txt
+
+# The container stack (docker/), built and run for real with podman: images
+# from a locally built base (no registry needed), PostgreSQL, Redis, web,
+# worker, beat and the training worker up with podman-compose, one upload to a
+# stored prediction, PostgreSQL and the worker restarted, no prediction lost,
+# everything torn down (scripts/stack-check.sh, docs/deployment.md).
+# `stack-check` leaves the host's /etc/containers/containers.conf alone;
+# `stack-check-ci` (what .ci/run uses, root only) first sets runc and default
+# ulimits there, which sandboxed hosts such as CI's need.
+container-tools: $(VENV)/bin/python  ## podman, runc, debootstrap (Debian) and podman-compose (PyPI)
+	scripts/container-tools.sh
+
+stack-check: container-tools  ## build and run docker/compose.yml with podman; drive an upload through restarts
+	scripts/stack-check.sh
+
+stack-check-ci: container-tools  ## stack-check, after configuring THIS HOST's containers.conf (runc, ulimits)
+	scripts/stack-check.sh --configure-host
 
 clean:
 	rm -rf var staticfiles

@@ -1,5 +1,5 @@
 """``python -m inference predict [--model PATH] [--backend auto|onnx|tensorflow] IMAGE...``
-``python -m inference validate MODEL_DIR``
+``python -m inference validate [--onnx-only] MODEL_DIR``
 
 Classifies images with no database, server or Django settings, through the
 same preprocessing and Predictor as the worker. Prints one JSON object per
@@ -83,51 +83,76 @@ def predict(args) -> int:
     return 1 if failures else 0
 
 
+def tensorflow_installed() -> bool:
+    """Whether this environment can load a Keras model (the ml image can; the runtime image cannot)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("keras", "tensorflow"))
+
+
 def validate(args) -> int:
     """Prove a model folder usable: one JSON object on stdout; exit status 1 with ``reason`` and ``error``.
 
     The registry runs this in a child process, so that the web process never
-    imports TensorFlow and a crafted file cannot crash it. The model is
-    loaded in Keras' safe mode (no deserialised Python code), its input shape
-    compared with model.json, then built into the worker's Predictor and run
-    once on a blank image; an ONNX export named in model.json must load and
-    give the same outputs.
+    imports a model runtime and a crafted file cannot crash it. With
+    TensorFlow (the ml image, a development venv) the model is loaded in
+    Keras' safe mode (no deserialised Python code), its input shape compared
+    with model.json, then built into the worker's Predictor and run once on a
+    blank image; an ONNX export named in model.json must load and give the
+    same outputs. Without TensorFlow (the runtime image), or with
+    ``--onnx-only``, the ONNX export is what the workers will run, so it is
+    what is checked: see ``_validate_onnx_only``.
     """
     _configure_runtime()
-    import math
     import zipfile
 
-    import numpy as np
-
-    from .runtime import ModelFileError, Predictor, read_metadata
-
-    def fail(reason, error, **extra):
-        print(json.dumps({"ok": False, "reason": reason, "error": error, **extra}), flush=True)
-        return 1
+    from .runtime import ModelFileError, read_metadata
 
     model_dir = Path(args.model_dir)
     try:
         metadata = read_metadata(model_dir)
     except ModelFileError as exc:
-        return fail("metadata", str(exc))
+        return _fail("metadata", str(exc))
+    filename = metadata.get("file", "model.keras")
+    model_path = model_dir / filename
+    if model_path.suffix == ".keras" and not zipfile.is_zipfile(model_path):
+        # Keras would call it "not found"; say what is wrong.
+        return _fail("not_keras", "it is not a .keras archive", file=filename)
+    if args.onnx_only or not tensorflow_installed():
+        return _validate_onnx_only(model_dir, metadata)
+    return _validate_with_tensorflow(model_dir, metadata)
+
+
+def _fail(reason, error, **extra) -> int:
+    print(json.dumps({"ok": False, "reason": reason, "error": error, **extra}), flush=True)
+    return 1
+
+
+def _finite(outputs: dict) -> bool:
+    import math
+
+    return all(math.isfinite(value) for value in outputs.values() if value is not None)
+
+
+def _validate_with_tensorflow(model_dir: Path, metadata: dict) -> int:
+    import numpy as np
+
+    from .runtime import ModelFileError, Predictor
+
     filename = metadata.get("file", "model.keras")
     model_path = model_dir / filename
     size = int(metadata["input_size"])
-
-    if model_path.suffix == ".keras" and not zipfile.is_zipfile(model_path):
-        # Keras would call it "not found"; say what is wrong.
-        return fail("not_keras", "it is not a .keras archive", file=filename)
     import keras
 
     try:
         model = keras.models.load_model(model_path, compile=False, safe_mode=True)
         shape = model.input_shape
     except Exception as exc:  # Keras raises many types for a file that is not a model
-        return fail("not_keras", f"{type(exc).__name__}: {exc}", file=filename)
+        return _fail("not_keras", f"{type(exc).__name__}: {exc}", file=filename)
     shape = [list(s) for s in shape] if isinstance(shape, list) else list(shape)
     if shape != [None, size, size, 3]:
         message = f"model input shape is {shape}, model.json says {size}"
-        return fail("input_shape", message, input_shape=shape, input_size=size)
+        return _fail("input_shape", message, input_shape=shape, input_size=size)
     del model
 
     try:
@@ -135,12 +160,12 @@ def validate(args) -> int:
         predictor = Predictor(model_path, metadata, backend="tensorflow")
         result = predictor.predict_arrays([blank])[0]
     except ModelFileError as exc:
-        return fail("unusable", str(exc))
+        return _fail("unusable", str(exc))
     except Exception as exc:
-        return fail("unusable", f"{type(exc).__name__}: {exc}")
+        return _fail("unusable", f"{type(exc).__name__}: {exc}")
     outputs = {"probability_malignant": result.probability_malignant, "ood_distance": result.ood_distance}
-    if not all(math.isfinite(value) for value in outputs.values() if value is not None):
-        return fail("not_finite", f"outputs on a blank image: {outputs}")
+    if not _finite(outputs):
+        return _fail("not_finite", f"outputs on a blank image: {outputs}")
 
     onnx_file = metadata.get("onnx_file")
     if onnx_file:
@@ -149,15 +174,61 @@ def validate(args) -> int:
         try:
             onnx = Predictor.from_dir(model_dir, backend="onnx").predict_arrays([blank])[0]
         except Exception as exc:
-            return fail("onnx", f"{type(exc).__name__}: {exc}", file=onnx_file)
+            return _fail("onnx", f"{type(exc).__name__}: {exc}", file=onnx_file)
         pairs = [(onnx.probability_malignant, result.probability_malignant)]
         if result.ood_distance is not None:
             pairs.append((onnx.ood_distance, result.ood_distance))
         if any(a is None or not abs(a - b) <= 1e-3 * max(1.0, abs(b)) for a, b in pairs):
             message = f"on a blank image it gives {pairs[0][0]} where {filename} gives {pairs[0][1]}"
-            return fail("onnx", f"it is not an export of this model ({message})", file=onnx_file)
+            return _fail("onnx", f"it is not an export of this model ({message})", file=onnx_file)
         outputs["onnx_probability_malignant"] = onnx.probability_malignant
-    print(json.dumps({"ok": True, "input_shape": shape, **outputs}), flush=True)
+    print(json.dumps({"ok": True, "runtime": "tensorflow", "input_shape": shape, **outputs}), flush=True)
+    return 0
+
+
+def _validate_onnx_only(model_dir: Path, metadata: dict) -> int:
+    """The check where workers run ONNX Runtime only: the export is what will run, so it must stand alone.
+
+    It must load, take the metadata's input size, name the .keras file it was
+    exported from (by sha256: the export wrote it after comparing the two
+    networks, training/onnx_export.py), carry its own Grad-CAM output (heat
+    maps would otherwise need TensorFlow), and give finite outputs on a blank
+    image. A Keras-only model cannot run here: register it where TensorFlow
+    is installed (the ml image), or export it to ONNX first.
+    """
+    import numpy as np
+
+    from training.onnx_export import SOURCE_SHA256
+
+    from .runtime import Predictor
+
+    onnx_file = metadata.get("onnx_file")
+    if not onnx_file:
+        return _fail(
+            "needs_tensorflow",
+            "it has no ONNX export, and this installation runs models on ONNX Runtime only",
+        )
+    size = int(metadata["input_size"])
+    blank = np.zeros((size, size, 3), dtype=np.uint8)
+    try:
+        predictor = Predictor.from_dir(model_dir, backend="onnx")
+        result = predictor.predict_arrays([blank])[0]
+    except Exception as exc:
+        return _fail("onnx", f"{type(exc).__name__}: {exc}", file=onnx_file)
+    onnx = predictor._onnx
+    if not onnx.session.get_modelmeta().custom_metadata_map.get(SOURCE_SHA256):
+        return _fail(
+            "onnx", "it does not record which model file it was exported from; export it again", file=onnx_file
+        )
+    if onnx.gradcam_layer is None:
+        return _fail(
+            "needs_tensorflow",
+            "its ONNX export has no Grad-CAM output, so heat maps would need TensorFlow; export it again",
+        )
+    outputs = {"probability_malignant": result.probability_malignant, "ood_distance": result.ood_distance}
+    if not _finite(outputs):
+        return _fail("not_finite", f"outputs on a blank image: {outputs}")
+    print(json.dumps({"ok": True, "runtime": "onnx", "input_shape": [None, size, size, 3], **outputs}), flush=True)
     return 0
 
 
@@ -175,6 +246,11 @@ def main(argv=None) -> int:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE")
     v = sub.add_parser("validate", help="check that a model folder loads and runs; one JSON object")
+    v.add_argument(
+        "--onnx-only",
+        action="store_true",
+        help="check only what ONNX Runtime runs (the default where TensorFlow is not installed)",
+    )
     v.add_argument("model_dir", metavar="MODEL_DIR")
     args = parser.parse_args(argv)
     return validate(args) if args.command == "validate" else predict(args)

@@ -2,12 +2,15 @@
 
 Label 1 is malignant (melanoma), the positive class throughout: sensitivity is
 the share of melanomas flagged, specificity the share of benign lesions passed.
+
+scikit-learn is imported only by the training-side functions that need it:
+the web process imports ``roc_auc`` and ``expected_calibration_error`` for the
+site validation report, and its image (docs/deployment.md) has numpy only.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 METRIC_NAMES = (
     "roc_auc",
@@ -20,6 +23,25 @@ METRIC_NAMES = (
     "brier",
     "ece",
 )
+
+
+def roc_auc(y_true, prob) -> float:
+    """ROC-AUC in numpy: the chance that a random melanoma scores above a random benign lesion (ties half).
+
+    The Mann-Whitney U statistic from average ranks, equal to sklearn's
+    ``roc_auc_score`` (tests/training/test_training_metrics.py). NaN unless both classes occur.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    prob = np.asarray(prob, dtype=float)
+    n_pos = int((y_true == 1).sum())
+    n_neg = len(y_true) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    values, inverse, counts = np.unique(prob, return_inverse=True, return_counts=True)
+    first_rank = np.cumsum(counts) - counts + 1  # 1-based rank of each distinct value's first occurrence
+    average_rank = first_rank + (counts - 1) / 2.0
+    rank_sum = average_rank[inverse][y_true == 1].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def expected_calibration_error(y_true, prob, n_bins: int = 10) -> float:
@@ -63,7 +85,7 @@ def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict[str, float]:
     specificity = ratio(tn, tn + fp)
     precision = ratio(tp, tp + fp)
     return {
-        "roc_auc": float(roc_auc_score(y_true, prob)) if len(set(y_true)) == 2 else float("nan"),
+        "roc_auc": roc_auc(y_true, prob),
         "accuracy": ratio(tp + tn, len(y_true)),
         "balanced_accuracy": (sensitivity + specificity) / 2,
         "sensitivity": sensitivity,
@@ -81,6 +103,8 @@ def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict[str, float]:
 
 def youden_threshold(y_true, prob) -> float:
     """The probability cut-off maximising sensitivity + specificity - 1."""
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, thresholds = roc_curve(np.asarray(y_true).astype(int), np.asarray(prob, dtype=float))
     # thresholds[0] is +inf (nothing flagged); never pick it.
     j = tpr[1:] - fpr[1:]

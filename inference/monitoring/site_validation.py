@@ -17,7 +17,7 @@ import numpy as np
 from django.db.models import OuterRef, Subquery
 
 from cases.models import Review
-from training.metrics import expected_calibration_error
+from training.metrics import expected_calibration_error, roc_auc
 
 from ..models import Prediction
 from .stats import wilson_interval
@@ -83,9 +83,7 @@ def site_validation(version, clinic) -> SiteValidation:
 
     figures = []
     if report.n_melanoma and report.n_benign:
-        from sklearn.metrics import roc_auc_score
-
-        figures.append(("ROC-AUC", float(roc_auc_score(y, prob)), None, _cv(meta, "roc_auc")))
+        figures.append(("ROC-AUC", roc_auc(y, prob), None, _cv(meta, "roc_auc")))
     for name, hits, n, key in (
         ("Sensitivity at the threshold", int((called & (y == 1)).sum()), report.n_melanoma, "sensitivity"),
         ("Specificity at the threshold", int((~called & (y == 0)).sum()), report.n_benign, "specificity"),

@@ -25,8 +25,9 @@ from ..runtime import METADATA_FILE
 logger = logging.getLogger(__name__)
 
 # Loading the shipped model takes about 10 s from a cold start (most of it
-# importing TensorFlow). The admin waits for the check inside one request,
-# and gunicorn kills a request after 60 s (docker/Dockerfile).
+# importing TensorFlow; the ONNX-only check of the runtime image is quicker).
+# The admin waits for the check inside one request, and gunicorn kills a
+# request after 60 s (docker/Dockerfile).
 # (SKINCARE_MODEL_CHECK_SECONDS, 50 by default.)
 LOAD_CHECK_SETTING = "SKINCARE_MODEL_LOAD_CHECK"
 
@@ -49,7 +50,9 @@ def check_model_loads(model_dir) -> dict:
     """Run ``python -m inference validate`` on ``model_dir`` in a child process; its report, or ValidationError.
 
     The child loads the model with Keras' safe mode and the worker's
-    Predictor, compares its input shape with model.json and runs it once.
+    Predictor, compares its input shape with model.json and runs it once;
+    where TensorFlow is not installed (the runtime image) it checks the ONNX
+    export the workers will run instead (``inference.__main__.validate``).
     """
     command = [sys.executable, "-m", "inference", "validate", str(model_dir)]
     # No GPU for a check: a web server's child must not claim the memory of
@@ -107,6 +110,13 @@ def _check_failure_message(report: dict, model_dir: str) -> str:
         return "The model's output on a blank image is not a finite number: it cannot be used."
     if reason == "onnx":
         return f"The ONNX export {report.get('file', 'model.onnx')} cannot be used: {detail}"
+    if reason == "needs_tensorflow":
+        # The runtime image has no TensorFlow (docs/deployment.md): such a model
+        # could not run on its workers either.
+        return (
+            f"This model needs TensorFlow: {detail}. Register it from the ml image "
+            "(python manage.py register_model), or export it to ONNX first."
+        )
     if reason == "metadata":
         return f"Invalid model metadata: {detail}"
     return f"The model cannot be used: {detail}"

@@ -2,9 +2,10 @@
 
 import math
 
+import numpy as np
 import pytest
 
-from training.metrics import binary_metrics, expected_calibration_error, summarise, youden_threshold
+from training.metrics import binary_metrics, expected_calibration_error, roc_auc, summarise, youden_threshold
 
 # 4 melanomas, 4 benign. At 0.5: TP = 3 (0.9, 0.8, 0.7), FN = 1 (0.3),
 # FP = 1 (0.6), TN = 3 (0.2, 0.1, 0.4).
@@ -68,3 +69,19 @@ def test_youden_threshold_separable():
 def test_summary_mean_and_sample_sd():
     s = summarise([{"roc_auc": 1.0}, {"roc_auc": 2.0}, {"roc_auc": 3.0}], names=("roc_auc",))
     assert s["roc_auc"] == {"mean": pytest.approx(2.0), "sd": pytest.approx(1.0)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numpy_roc_auc_equals_sklearns_with_ties(seed):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=200)
+    prob = np.round(rng.random(200) * 0.6 + 0.3 * y, 1)  # rounded: many ties, within and across classes
+    assert roc_auc(y, prob) == pytest.approx(roc_auc_score(y, prob), abs=1e-12)
+
+
+def test_numpy_roc_auc_counts_a_tie_as_half_and_needs_both_classes():
+    assert roc_auc([0, 1], [0.5, 0.5]) == 0.5
+    assert roc_auc([0, 0, 1], [0.1, 0.9, 0.9]) == 0.75
+    assert math.isnan(roc_auc([0, 0], [0.1, 0.2]))
