@@ -16,6 +16,7 @@ export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-skincare.settings.dev}
 
 trap 'kill 0' EXIT INT TERM
 "$PY" -m celery -A skincare worker -Q inference,default --pool prefork --concurrency 1 --loglevel INFO &
+"$PY" -m celery -A skincare worker -Q training --pool prefork --concurrency 1 --loglevel INFO -n training@%h &   # site adaptation jobs: minutes each, never ahead of predictions
 "$PY" -m celery -A skincare beat --loglevel INFO --schedule "${SKINCARE_VAR_DIR:-var}/celerybeat-schedule" &
 echo
 echo "skincare is starting on http://$HOST:$PORT/ (admin: http://$HOST:$PORT/admin/)"
