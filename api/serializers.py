@@ -6,7 +6,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cases import permissions
-from cases.models import PATIENT_DEMOGRAPHICS, Clinic, Lesion, LesionImage, Patient, Review
+from cases.models import (
+    DEVICE_NAME_LENGTH,
+    PATIENT_DEMOGRAPHICS,
+    Clinic,
+    Lesion,
+    LesionImage,
+    Patient,
+    Review,
+    validate_device_name,
+)
 from core import quality
 from inference.models import Prediction
 from inference.runtime import IMAGE_QUALITY, UNCERTAIN_BAND
@@ -219,6 +228,8 @@ class ImageSerializer(serializers.ModelSerializer):
             "height",
             "byte_size",
             "sha256",
+            "device_make",
+            "device_model",
             "file_url",
             "prediction",
             "quality",
@@ -248,6 +259,22 @@ class ImageUploadSerializer(StrictMixin, serializers.Serializer):
         help_text="How the photo was taken; the quality gate checks that it looks it.",
     )
     captured_at = serializers.DateTimeField(required=False, help_text="When the photo was taken; default now.")
+    device_make = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=DEVICE_NAME_LENGTH,
+        validators=[validate_device_name],
+        help_text="The acquisition device's maker, e.g. 'DermLite'. Given with or without device_model, "
+        "it replaces what the file's EXIF says.",
+    )
+    device_model = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=DEVICE_NAME_LENGTH,
+        validators=[validate_device_name],
+        help_text="The acquisition device (the dermatoscope or camera), e.g. 'DL5'. Omitted or blank: "
+        "the make and model in the file's EXIF, if any. A clinic's device-specific model is chosen by it.",
+    )
     client_id = serializers.UUIDField(
         required=False,
         help_text="A UUID the app generates per photo: acts as the Idempotency-Key when that header is absent.",

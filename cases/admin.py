@@ -190,7 +190,7 @@ class LesionImageAddForm(forms.ModelForm):
 
     class Meta:
         model = LesionImage
-        fields = ["lesion", "modality", "captured_at"]
+        fields = ["lesion", "modality", "captured_at", "device_make", "device_model"]
 
     def clean_upload(self):
         # A ValidationError becomes a field error; the service reuses the check.
@@ -230,11 +230,40 @@ class RetakeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DeviceModelFilter(admin.SimpleListFilter):
+    """The device models of the images this user may see (not every clinic's, as a plain field filter would list)."""
+
+    title = "device model"
+    parameter_name = "device_model"
+    UNKNOWN = "-"
+
+    def lookups(self, request, model_admin):
+        names = (
+            model_admin.get_queryset(request)
+            .exclude(device_model="")
+            .order_by("device_model")
+            .values_list("device_model", flat=True)
+            .distinct()[:100]
+        )
+        return [(name, name) for name in names] + [(self.UNKNOWN, "Not recorded")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(device_model="" if value == self.UNKNOWN else value)
+
+
 @admin.register(LesionImage)
 class LesionImageAdmin(ClinicRecordAdmin):
+    """Images: content and provenance are fixed at upload; modality, capture date and the
+    acquisition device may be corrected by the clinic's administrators (audited like every change)."""
+
     clinic_lookup = "lesion__patient__clinic"
-    list_display = ["id", "lesion", "modality", "captured_at", "uploaded_by", "width", "height", "intake_warnings"]
-    list_filter = ["modality", RetakeFilter, "lesion__patient__clinic"]
+    list_display = [
+        "id", "lesion", "modality", "device", "captured_at", "uploaded_by", "width", "height", "intake_warnings",
+    ]  # fmt: skip
+    list_filter = ["modality", DeviceModelFilter, RetakeFilter, "lesion__patient__clinic"]
     list_select_related = ["lesion__patient", "uploaded_by"]
     date_hierarchy = "uploaded_at"
     search_fields = ["=id", "sha256", "lesion__patient__medical_record_number"]
@@ -249,8 +278,6 @@ class LesionImageAdmin(ClinicRecordAdmin):
         "height",
         "byte_size",
         "metadata_removed",  # what sanitizing took out of the upload (core/imagemeta.py)
-        "device_make",
-        "device_model",
         "uploaded_by",
         "uploaded_at",
         # The intake checks (core/quality.py, docs/image-quality.md).
@@ -288,6 +315,10 @@ class LesionImageAdmin(ClinicRecordAdmin):
     def stored_file(self, obj):
         return obj.image.name
 
+    @admin.display(description="Device", ordering="device_model")
+    def device(self, obj):
+        return " ".join(filter(None, [obj.device_make, obj.device_model])) or "—"
+
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = LesionImageAddForm
@@ -303,7 +334,7 @@ class LesionImageAdmin(ClinicRecordAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["lesion", "modality", "captured_at", "upload"]
+            return ["lesion", "modality", "captured_at", "device_make", "device_model", "upload"]
         return super().get_fields(request, obj)
 
     def save_form(self, request, form, change):
@@ -315,6 +346,8 @@ class LesionImageAdmin(ClinicRecordAdmin):
             file=form.cleaned_data["upload"],
             modality=form.cleaned_data["modality"],
             captured_at=form.cleaned_data["captured_at"],
+            device_make=form.cleaned_data["device_make"],
+            device_model=form.cleaned_data["device_model"],
         )
 
     def save_model(self, request, obj, form, change):

@@ -160,8 +160,9 @@ def prepare_upload(file):
     return check_upload(file)
 
 
-def add_image_upload(*, uploader, lesion, file, modality, captured_at=None):
+def add_image_upload(*, uploader, lesion, file, modality, captured_at=None, device_make="", device_model=""):
     """``services.add_lesion_image`` for any accepted upload, DICOM included (its date wins when it has one)."""
+    device = {"device_make": device_make, "device_model": device_model}
     try:
         prepared = prepare_upload(file)
         if isinstance(prepared, DicomUpload):
@@ -175,7 +176,8 @@ def add_image_upload(*, uploader, lesion, file, modality, captured_at=None):
             file=prepared.checked,
             modality=modality,
             captured_at=prepared.captured_at or captured_at,
+            **device,
         )
     return services.add_lesion_image(
-        uploader=uploader, lesion=lesion, file=prepared, modality=modality, captured_at=captured_at
+        uploader=uploader, lesion=lesion, file=prepared, modality=modality, captured_at=captured_at, **device
     )

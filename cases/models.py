@@ -9,11 +9,21 @@ a lesion was deleted by mistake is not acceptable.
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Trim, Upper
 from django.utils import timezone
 
 from core.quality import retake_message
+
+# As long as core.imagemeta keeps an EXIF make or model (DEVICE_FIELD_LENGTH).
+DEVICE_NAME_LENGTH = 100
+
+
+def validate_device_name(value):
+    """A device make or model as a person types it: one line of printable text."""
+    if any(not ch.isprintable() for ch in value):
+        raise ValidationError("Use printable characters only (no line breaks or control characters).")
 
 
 class Clinic(models.Model):
@@ -171,11 +181,17 @@ class LesionImage(models.Model):
     height = models.PositiveIntegerField(editable=False)
     byte_size = models.PositiveIntegerField(editable=False)
     # What was taken out of the upload before it was stored (core.imagemeta:
-    # "exif", "xmp", "comment", "trailing-data", "animation", "orientation"...),
-    # and the device make and model its EXIF named (never its serial numbers).
+    # "exif", "xmp", "comment", "trailing-data", "animation", "orientation"...).
     metadata_removed = models.JSONField(default=list, blank=True, editable=False)
-    device_make = models.CharField(max_length=100, blank=True, default="", editable=False)
-    device_model = models.CharField(max_length=100, blank=True, default="", editable=False)
+    # The acquisition device: as the uploader named it, else as the upload's
+    # EXIF named it (never its serial numbers); a clinic admin may correct it.
+    # The device model chooses a device-scoped site model (ModelVersion.for_site).
+    device_make = models.CharField(
+        max_length=DEVICE_NAME_LENGTH, blank=True, default="", validators=[validate_device_name]
+    )
+    device_model = models.CharField(
+        max_length=DEVICE_NAME_LENGTH, blank=True, default="", validators=[validate_device_name]
+    )
     # The intake quality gate (core/quality.py, docs/image-quality.md): what
     # was measured and what is wrong (keys of core.quality.REASONS; empty =
     # fit to score). Empty measures: stored before the gate existed.

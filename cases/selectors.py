@@ -9,6 +9,7 @@ import re
 from django.db.models import Count, Q
 
 from . import permissions
+from .models import LesionImage
 
 
 def patient_search(query):
@@ -38,3 +39,15 @@ def patients_for(user, *, query=""):
     return patients.annotate(
         lesion_count=Count("lesions", distinct=True), image_count=Count("lesions__images", distinct=True)
     ).order_by("family_name", "given_name", "pk")
+
+
+def device_models_of(clinic, *, limit=50) -> list[str]:
+    """The device models a clinic's images were taken with, most used first (the upload form's suggestions)."""
+    rows = (
+        LesionImage.objects.filter(lesion__patient__clinic=clinic)
+        .exclude(device_model="")
+        .values("device_model")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "device_model")[:limit]
+    )
+    return [row["device_model"] for row in rows]

@@ -23,7 +23,7 @@ from core.images import check_upload, inspect_image, sanitize
 from training.preprocessing import open_image
 
 from . import permissions
-from .models import Lesion, LesionImage, Patient, Review, normalise_mrn
+from .models import DEVICE_NAME_LENGTH, Lesion, LesionImage, Patient, Review, normalise_mrn, validate_device_name
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,14 @@ def create_lesion(*, user, patient, anatomical_site, description="") -> Lesion:
 
 
 def add_lesion_image(
-    *, uploader, lesion, file, modality=LesionImage.Modality.DERMOSCOPIC, captured_at=None
+    *,
+    uploader,
+    lesion,
+    file,
+    modality=LesionImage.Modality.DERMOSCOPIC,
+    captured_at=None,
+    device_make="",
+    device_model="",
 ) -> LesionImage:
     """Validate and store an image of ``lesion``; request its prediction on commit.
 
@@ -100,7 +107,10 @@ def add_lesion_image(
     or the ``core.images.CheckedImage`` a form already made of it. Only the
     sanitized bytes are stored (metadata, extra frames and trailing data
     removed; see core/imagemeta.py), and the row's sha256, size and
-    dimensions describe them. Raises
+    dimensions describe them. The acquisition device is the one the uploader
+    named (``device_make``/``device_model``), else the make and model in the
+    upload's EXIF (read before it is dropped): the person knows which
+    dermatoscope sat on the phone, the EXIF only the phone. Raises
     ValidationError (keyed by this function's argument names, so every door
     shows it as it is) for anything that is not a usable JPEG or PNG, and
     PermissionDenied if ``uploader`` is not in the patient's clinic; in both
@@ -114,6 +124,7 @@ def add_lesion_image(
         raise ValidationError({"captured_at": "The capture date is in the future."})
     if modality not in LesionImage.Modality.values:
         raise ValidationError({"modality": f"Unknown modality {modality!r}."})
+    named = clean_device(device_make=device_make, device_model=device_model)
     try:
         checked = check_upload(file)
     except ValidationError as exc:
@@ -132,8 +143,8 @@ def add_lesion_image(
         height=info.height,
         byte_size=info.byte_size,
         metadata_removed=list(checked.removed),
-        device_make=checked.device_make,
-        device_model=checked.device_model,
+        device_make=named[0] if any(named) else checked.device_make,
+        device_model=named[1] if any(named) else checked.device_model,
         quality_measures=assessment.measures,
         quality_findings=assessment.findings,
         perceptual_hash=phash,
@@ -196,6 +207,23 @@ def _near_duplicates(patient, phash):
         LesionImage.objects.get(pk=same) if same else None,
         LesionImage.objects.get(pk=other) if other else None,
     )
+
+
+def clean_device(*, device_make="", device_model="") -> tuple[str, str]:
+    """(make, model) as given, stripped; ValidationError keyed by field for what cannot be stored."""
+    errors, cleaned = {}, []
+    for name, value in (("device_make", device_make), ("device_model", device_model)):
+        value = (value or "").strip()
+        try:
+            if len(value) > DEVICE_NAME_LENGTH:
+                raise ValidationError(f"At most {DEVICE_NAME_LENGTH} characters (this has {len(value)}).")
+            validate_device_name(value)
+        except ValidationError as exc:
+            errors[name] = exc.error_list
+        cleaned.append(value)
+    if errors:
+        raise ValidationError(errors)
+    return cleaned[0], cleaned[1]
 
 
 def _row_exists(image) -> bool:

@@ -303,7 +303,11 @@ class Prediction(models.Model):
 
 
 class SiteAdaptationJob(models.Model):
-    """One run of ``training adapt`` for a clinic on the ``training`` queue (``inference.site_jobs``)."""
+    """One run of ``training adapt`` for a clinic (optionally one device) on the ``training`` queue.
+
+    ``inference.site_jobs``: the cases are the clinic's biopsy-confirmed
+    images (``data_dir`` blank), or a folder on the training worker.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -311,9 +315,14 @@ class SiteAdaptationJob(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
+    OPEN = (Status.QUEUED, Status.RUNNING)
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     clinic = models.ForeignKey("cases.Clinic", on_delete=models.PROTECT, related_name="site_adaptation_jobs")
-    data_dir = models.CharField(max_length=500)
+    # Blank: every device of the clinic; else only its images from this device,
+    # and the result is registered for that device only.
+    device_model = models.CharField(max_length=100, blank=True, default="")
+    data_dir = models.CharField(max_length=500, blank=True)
     out_dir = models.CharField(max_length=500, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.TextField(blank=True)  # the run's progress lines, appended as they come
@@ -328,6 +337,16 @@ class SiteAdaptationJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # A second request while one runs would only redo the same work:
+            # one open job per site (clinic and device), held by the database.
+            models.UniqueConstraint(
+                fields=["clinic", "device_model"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_open_adaptation_job_per_site",
+            ),
+        ]
 
     def __str__(self):
-        return f"Site adaptation for {self.clinic} ({self.get_status_display()})"
+        scope = f"{self.clinic}" + (f" / {self.device_model}" if self.device_model else "")
+        return f"Site adaptation for {scope} ({self.get_status_display()})"

@@ -55,7 +55,7 @@ def request_prediction(image, *, model_version=None):
     prediction.
     """
     clinic_id = image.lesion.patient.clinic_id
-    # The device model read from the upload's EXIF at ingest (blank when unknown).
+    # The acquisition device named at upload, else read from its EXIF (blank when unknown).
     device_model = image.device_model
     # The site's model when its clinic (and device) has one, else the global one.
     active, shadow = ModelVersion.objects.for_site(clinic_id, device_model)

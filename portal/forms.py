@@ -7,7 +7,15 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from cases.dicom import prepare_upload
-from cases.models import AnatomicalSite, LesionImage, Patient, Review, normalise_mrn
+from cases.models import (
+    DEVICE_NAME_LENGTH,
+    AnatomicalSite,
+    LesionImage,
+    Patient,
+    Review,
+    normalise_mrn,
+    validate_device_name,
+)
 from core import submissions
 from core.images import ACCEPT
 from inference.models import Prediction
@@ -120,13 +128,23 @@ class UploadForm(BootstrapMixin, forms.Form):
         label="Images (JPEG or PNG)",
         widget=MultipleFileInput(attrs={"accept": f"{ACCEPT},application/dicom,.dcm"}),
     )
+    # Free text, with the clinic's known device models offered (a <datalist>).
+    device_model = forms.CharField(
+        label="Device (optional)",
+        required=False,
+        max_length=DEVICE_NAME_LENGTH,
+        validators=[validate_device_name],
+        help_text="The dermatoscope or camera, e.g. DermLite DL5. Left blank: the model the image file names, if any.",
+        widget=forms.TextInput(attrs={"list": "device-model-choices", "autocomplete": "off"}),
+    )
     # One-time token (core.submissions): a retried POST of this form stores nothing twice.
     form_token = forms.CharField(widget=forms.HiddenInput, required=False, max_length=64)
 
     NEW = "new"
 
-    def __init__(self, *args, lesions, **kwargs):
+    def __init__(self, *args, lesions, device_models=(), **kwargs):
         super().__init__(*args, **kwargs)
+        self.device_models = list(device_models)
         self.lesions = {str(lesion.pk): lesion for lesion in lesions}
         self.fields["lesion"].choices = [
             (self.NEW, "New lesion"),

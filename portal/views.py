@@ -207,7 +207,12 @@ def _captured_at(day):
 def upload(request, patient_id):
     patient = permissions.get_patient_or_404(request.user, patient_id)
     lesions = list(patient.lesions.order_by("created_at"))
-    form = UploadForm(request.POST or None, request.FILES or None, lesions=lesions)
+    form = UploadForm(
+        request.POST or None,
+        request.FILES or None,
+        lesions=lesions,
+        device_models=selectors.device_models_of(patient.clinic),
+    )
     if request.GET.get("lesion") in form.lesions and not form.is_bound:
         form.fields["lesion"].initial = request.GET["lesion"]
     if request.method == "POST" and form.is_valid():
@@ -242,6 +247,7 @@ def upload(request, patient_id):
                         file=upload_file,
                         modality=data["modality"],
                         captured_at=captured_at,
+                        device_model=data["device_model"],
                     )
                     stored.append(image)
                 target = f"{reverse('portal:patient-detail', args=[patient.pk])}#lesion-{lesion.pk}"

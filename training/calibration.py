@@ -127,7 +127,9 @@ def choose_band(
     qs = np.linspace(0, 1, n_candidates)
     lo_c = np.unique(np.concatenate([[threshold], np.quantile(below, qs)])) if len(below) else np.array([threshold])
     # hi candidates: just above the threshold, then quantiles of the scores above it
-    hi_first = float(above.min()) if len(above) else float(np.nextafter(threshold, 1.0))
+    # (Towards +inf, not 1.0: on well-separated cases the threshold can be a
+    # sigmoid saturated to exactly 1.0, and the band must still end above it.)
+    hi_first = float(above.min()) if len(above) else float(np.nextafter(threshold, np.inf))
     hi_c = np.unique(np.concatenate([[hi_first], np.quantile(above, qs)])) if len(above) else np.array([hi_first])
     hi_c = hi_c[hi_c > threshold]
     lo_c = lo_c[lo_c <= threshold]

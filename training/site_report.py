@@ -41,6 +41,20 @@ def _metrics(m: dict) -> dict:
     }
 
 
+# The smallest step model.json records: a threshold must lie strictly inside
+# (0, 1) (inference.runtime.model_format), and on well-separated cases a
+# calibrated melanoma score rounds to 1.0.
+STEP = 1e-6
+
+
+def operating_point(threshold: float, lo: float, hi: float) -> tuple[float, list[float]]:
+    """(threshold, [band low, band high]) rounded to ``STEP``: the threshold inside (0, 1), the band around it."""
+    threshold = min(max(round(threshold, 6), STEP), 1.0 - STEP)
+    lo = min(round(lo, 6), threshold)
+    hi = min(max(round(hi, 6), threshold + STEP), 1.0)
+    return threshold, [lo, round(hi, 6)]
+
+
 def write_all(
     out: Path, *, config, base, site, name, version, files, y, nested, final, ood, ood_info, exported, timings
 ):
@@ -50,7 +64,7 @@ def write_all(
         way: {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r["metrics"].items()}
         for way, r in nested.per_way.items()
     }
-    band = [round(final.band["lo"], 6), round(final.band["hi"], 6)]
+    threshold, band = operating_point(final.threshold, final.band["lo"], final.band["hi"])
     base_meta = base.metadata
     meta = {
         "format_version": 1,
@@ -69,7 +83,7 @@ def write_all(
             "scale": round(final.calibration.scale, 6),
             "offset": round(final.calibration.offset, 6),
         },
-        "threshold": round(final.threshold, 6),
+        "threshold": threshold,
         "threshold_method": f"largest threshold with out-of-fold sensitivity >= {config.min_sensitivity}",
         "uncertain_band": band,
         "ood": {**ood.summary(), **ood_info, "fitted_on": "site cases + the base model's training-feature sample"},

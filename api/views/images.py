@@ -72,6 +72,8 @@ class ImageListCreateView(ApiMixin, generics.ListCreateAPIView):
             "client_id": client_id,
             "file_sha256": digest.hexdigest(),
         }
+        device = {name: data[name] for name in ("device_make", "device_model") if data.get(name)}
+        payload.update(device)  # only when given: keys stored before these fields existed still match
 
         def perform():
             # JPEG, PNG or a single-frame DICOM file (cases.dicom), one ingest path.
@@ -81,6 +83,7 @@ class ImageListCreateView(ApiMixin, generics.ListCreateAPIView):
                 file=upload,
                 modality=data["modality"],
                 captured_at=data.get("captured_at"),
+                **device,
             )
             return status.HTTP_201_CREATED, ImageSerializer(
                 images_visible_with_predictions(request.user).get(pk=image.pk)

@@ -5,7 +5,14 @@ activation history); only ML admins (``cases.permissions.is_ml_admin``) may
 upload a model or switch which one is active or shadow: the other staff see
 no buttons, and their POSTs are refused with 403. Nothing about a registered
 model can be edited: a new file is a new version. Every switch goes through
-``inference.registry`` and is written to the audit trail.
+``inference.registry`` and is written to the audit trail. Switches act on
+the global model, or on a site model's own scope (its clinic, or its
+clinic's device): activate, shadow, stop shadow, roll back, withdraw.
+
+Why this module is long: one ModelAdmin is the registry's whole admin
+(upload, the switches for both kinds of scope, their confirmation pages,
+plots); its views share the same permission and scope rules, which would be
+scattered if the class were split.
 """
 
 import json
@@ -87,6 +94,8 @@ class Switch:
     for_one_version: bool
 
 
+# Stop shadow and roll back act on a scope: the global one (no version in the
+# URL) or the site scope of the version in the URL.
 SWITCHES = {
     "activate": Switch("Activate this model", "Activate", True),
     "start_shadow": Switch("Run this model in shadow mode", "Start shadow mode", True),
@@ -208,6 +217,18 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
                 "<uuid:object_id>/withdraw/", view(self.switch_view), {"switch": "withdraw"}, name=f"{prefix}_withdraw"
             ),
             path(
+                "<uuid:object_id>/site-rollback/",
+                view(self.switch_view),
+                {"switch": "rollback"},
+                name=f"{prefix}_site_rollback",
+            ),
+            path(
+                "<uuid:object_id>/site-stop-shadow/",
+                view(self.switch_view),
+                {"switch": "stop_shadow"},
+                name=f"{prefix}_site_stop_shadow",
+            ),
+            path(
                 "<uuid:object_id>/start-shadow/",
                 view(self.switch_view),
                 {"switch": "start_shadow"},
@@ -245,12 +266,18 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
                 buttons.append(("Activate", self._url("activate", version.pk)))
             if not version.is_active and not version.is_shadow:
                 buttons.append(("Start shadow mode", self._url("start_shadow", version.pk)))
+            site = version.is_site_model
             if version.is_shadow:
-                buttons.append(("Stop shadow mode", self._url("stop_shadow")))
-            if version.is_active and version.is_site_model:
+                buttons.append(
+                    (
+                        "Stop shadow mode",
+                        self._url("site_stop_shadow", version.pk) if site else self._url("stop_shadow"),
+                    )
+                )
+            if version.is_active and registry.rollback_target(version if site else None)[1] is not None:
+                buttons.append(("Roll back", self._url("site_rollback", version.pk) if site else self._url("rollback")))
+            if version.is_active and site:
                 buttons.append(("Withdraw (back to the global model)", self._url("withdraw", version.pk)))
-            elif version.is_active and registry.rollback_target()[1] is not None:
-                buttons.append(("Roll back", self._url("rollback")))
         history = (
             ModelActivation.objects.filter(Q(model_version=version) | Q(previous=version))
             .select_related("model_version", "previous", "by")
@@ -314,17 +341,18 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
         if not permissions.is_ml_admin(request.user):
             raise PermissionDenied
         spec = SWITCHES[switch]
-        version = get_object_or_404(self.get_queryset(request), pk=object_id) if spec.for_one_version else None
+        version = get_object_or_404(self.get_queryset(request), pk=object_id) if object_id else None
+        # The scope switched: the version's site, else the global model.
+        scope = version if version is not None and version.is_site_model else None
         active = ModelVersion.objects.active()
         shadow = ModelVersion.objects.shadow()
-        if version is not None and version.is_site_model:
-            active, shadow = (
-                ModelVersion.objects.in_scope(version.clinic_id, version.device_model).filter(is_active=True).first(),
-                None,
-            )
+        if scope is not None:
+            in_scope = ModelVersion.objects.in_scope(scope.clinic_id, scope.device_model)
+            active = in_scope.filter(is_active=True).first()
+            shadow = in_scope.filter(is_shadow=True).first()
         if request.method == "POST":
-            return self._switch(request, switch, version, active, shadow)
-        _, rollback_to = registry.rollback_target()
+            return self._switch(request, switch, version, scope, active, shadow)
+        _, rollback_to = registry.rollback_target(scope)
         context = {
             **self.admin_site.each_context(request),
             "title": spec.title,
@@ -334,11 +362,12 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
             "active": active,
             "shadow": shadow,
             "rollback_to": rollback_to,
+            "scope_label": scope.scope_label if scope is not None else "",
             "cancel_url": self._url("change", version.pk) if version else self._url("changelist"),
         }
         return TemplateResponse(request, "admin/inference/modelversion/confirm_switch.html", context)
 
-    def _switch(self, request, switch, version, active, shadow):
+    def _switch(self, request, switch, version, scope, active, shadow):
         user = request.user
         try:
             if switch == "activate":
@@ -358,11 +387,11 @@ class ModelVersionAdmin(AuditedAdminMixin, StaffViewMixin, admin.ModelAdmin):
                 changes = {"is_active": [True, False]}
                 description = f"Withdrew {changed} from {changed.scope_label}"
             elif switch == "stop_shadow":
-                changed = registry.stop_shadow(user=user)
+                changed = registry.stop_shadow(user=user, scope=scope)
                 changes = {"is_shadow": [True, False]}
                 description = f"Stopped shadow mode of {changed}"
             else:
-                changed = registry.rollback_model_version(user=user)
+                changed = registry.rollback_model_version(user=user, scope=scope)
                 changes = {"is_active": [False, True]}
                 description = f"Rolled back from {active} to {changed}"
         except ValidationError as exc:

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 
 from cases import permissions
 from cases.models import Clinic
@@ -51,6 +51,12 @@ def site_validation_view(request, version_id):
         "clinic": clinic,
         "report": site_validation(version, clinic) if clinic is not None else None,
         "min_per_class": MIN_PER_CLASS,
+        # The start button of a site adaptation (ML admins: they alone may start one).
+        "adapt_url": (
+            f"{reverse('admin:inference_siteadaptationjob_add')}?clinic={clinic.pk}"
+            if clinic is not None and permissions.is_ml_admin(request.user)
+            else None
+        ),
     }
     return TemplateResponse(request, "admin/inference/site_validation.html", context)
 

@@ -198,7 +198,7 @@ def withdraw_site_model(version: ModelVersion, *, user) -> ModelVersion:
     ML admins only; atomic; records ``site_withdrawn`` and an audit event.
     Raises ValidationError when ``version`` is not an active site model.
     """
-    sites.check_withdrawal(user)
+    sites.check_site_switch(user)
     with transaction.atomic():
         versions = _locked_versions()
         target = next((v for v in versions if v.pk == version.pk), None)
@@ -219,9 +219,30 @@ def withdraw_site_model(version: ModelVersion, *, user) -> ModelVersion:
     return target
 
 
-def rollback_target() -> tuple[ModelVersion | None, ModelVersion | None]:
-    """(the global active version, the version a rollback would bring back); either may be None."""
-    current = ModelVersion.objects.active()
+def _in_scope_of(versions, scope: ModelVersion | None, **state) -> ModelVersion | None:
+    """The version of ``scope``'s scope (global when None) with ``state`` (``is_active=True``...)."""
+    key = (None, "") if scope is None else (scope.clinic_id, scope.device_model)
+    for v in versions:
+        if (v.clinic_id, v.device_model) == key and all(getattr(v, k) == val for k, val in state.items()):
+            return v
+    return None
+
+
+def _audit_site_switch(user, version: ModelVersion, description: str, changes: dict) -> None:
+    # Global switches are audited by the admin that asked for them; a site
+    # model's by the registry, whichever door asked.
+    if version.is_site_model:
+        log_action(user=user, obj=version, description=description[:300], changes=changes)
+
+
+def rollback_target(scope: ModelVersion | None = None) -> tuple[ModelVersion | None, ModelVersion | None]:
+    """(the active version of ``scope``'s scope, the version a rollback would bring back); either may be None.
+
+    ``scope`` is any version of a site's scope (a clinic, or a clinic's
+    device); None means the global model. For a site, None as the second
+    value means no earlier site model: withdrawing goes back to the global one.
+    """
+    current = _in_scope_of(ModelVersion.objects.filter(is_active=True), scope, is_active=True)
     if current is None:
         return None, None
     # The last time the current version was activated, this one was live.
@@ -233,30 +254,48 @@ def rollback_target() -> tuple[ModelVersion | None, ModelVersion | None]:
     return current, last.previous if last else None
 
 
-def rollback_model_version(*, user) -> ModelVersion:
-    """Re-activate the version that was active before the current one; records ``rolled_back``.
+def rollback_model_version(*, user, scope: ModelVersion | None = None) -> ModelVersion:
+    """Re-activate the version that was active before the current one of ``scope``'s scope; records ``rolled_back``.
 
-    Raises ValidationError when there is nothing to roll back to.
+    For a site (``scope`` a site model): ML admins only, and the earlier
+    site model must still pass the activation gate; audited. Raises
+    ValidationError when there is nothing to roll back to.
     """
+    if scope is not None and scope.is_site_model:
+        sites.check_site_switch(user)
     with transaction.atomic():
         _locked_versions()
-        current, previous = rollback_target()
+        current, previous = rollback_target(scope)
+        where = "" if scope is None or not scope.is_site_model else f" for {scope.scope_label}"
         if current is None:
-            raise ValidationError("No model is active: there is nothing to roll back.")
+            raise ValidationError(f"No model is active{where}: there is nothing to roll back.")
         if previous is None:
-            raise ValidationError(f"There is no earlier active model to roll back to from {current}.")
+            hint = " Withdraw it to go back to the global model." if current.is_site_model else ""
+            raise ValidationError(f"There is no earlier active model to roll back to from {current}{where}.{hint}")
+        if previous.is_site_model:
+            sites.check_activation(previous, user)
         _make_active(previous, current, user=user, action=ModelActivation.Action.ROLLED_BACK)
+        _audit_site_switch(
+            user,
+            previous,
+            f"Rolled back{where} from {current} to {previous}",
+            {"is_active": [False, True], "replaced": [str(current), str(previous)]},
+        )
     logger.info("Rolled back from model %s to %s", current, previous)
     previous.refresh_from_db()
     return previous
 
 
 def start_shadow(version: ModelVersion, *, user) -> ModelVersion:
-    """Make ``version`` the shadow model (replacing any other); records ``shadow_started``.
+    """Make ``version`` the shadow model of its scope (replacing any other there); records ``shadow_started``.
 
-    From then on every new image gets a prediction by it as well, hidden
-    from clinicians. The active model cannot be the shadow.
+    From then on every new image of that scope (all, or a clinic's, or a
+    clinic's device's) gets a prediction by it as well, hidden from
+    clinicians. The active model cannot be the shadow. A site model's shadow
+    is started by ML admins only, and audited.
     """
+    if version.is_site_model:
+        sites.check_site_switch(user)
     with transaction.atomic():
         versions = _locked_versions()
         target = next((v for v in versions if v.pk == version.pk), None)
@@ -272,21 +311,37 @@ def start_shadow(version: ModelVersion, *, user) -> ModelVersion:
             ModelActivation.objects.create(
                 model_version=target, action=ModelActivation.Action.SHADOW_STARTED, previous=current, by=user
             )
-            logger.info("Shadow model is now %s (was %s)", target, current)
+            _audit_site_switch(
+                user,
+                target,
+                f"Shadow mode started for {target.scope_label} (previous shadow: {current or 'none'})",
+                {"is_shadow": [False, True]},
+            )
+            logger.info("Shadow model of %s is now %s (was %s)", target.scope_label, target, current)
     target.refresh_from_db()
     return target
 
 
-def stop_shadow(*, user) -> ModelVersion:
-    """End shadow mode; records ``shadow_stopped``. Raises ValidationError when no model is in shadow mode."""
+def stop_shadow(*, user, scope: ModelVersion | None = None) -> ModelVersion:
+    """End shadow mode in ``scope``'s scope (global when None); records ``shadow_stopped``.
+
+    A site's shadow is stopped by ML admins only, and audited. Raises
+    ValidationError when no model is in shadow mode there.
+    """
+    if scope is not None and scope.is_site_model:
+        sites.check_site_switch(user)
     with transaction.atomic():
         versions = _locked_versions()
-        current = next((v for v in versions if v.is_shadow and v.clinic_id is None), None)
+        current = _in_scope_of(versions, scope, is_shadow=True)
         if current is None:
-            raise ValidationError("No model is in shadow mode.")
+            where = "" if scope is None or not scope.is_site_model else f" for {scope.scope_label}"
+            raise ValidationError(f"No model is in shadow mode{where}.")
         ModelVersion.objects.filter(pk=current.pk).update(is_shadow=False)
         ModelActivation.objects.create(
             model_version=current, action=ModelActivation.Action.SHADOW_STOPPED, previous=current, by=user
+        )
+        _audit_site_switch(
+            user, current, f"Shadow mode stopped for {current.scope_label}", {"is_shadow": [True, False]}
         )
     logger.info("Shadow mode of %s stopped", current)
     current.refresh_from_db()

@@ -5,7 +5,8 @@ A site model comes from ``python -m training adapt`` (its model.json has a
 it needs an ML admin and a local cross-validated sensitivity of at least
 ``MIN_SITE_SENSITIVITY``; a site-adapted model is never made the global one.
 The switches themselves are in ``lifecycle`` (scope-aware activation, and
-``withdraw_site_model`` back to the global model). No TensorFlow here.
+``withdraw_site_model`` back to the global model; rollback and
+shadow mode per scope). No TensorFlow here.
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -33,8 +34,7 @@ def check_activation(version, user) -> None:
                 "(manage.py register_model DIR --clinic NAME) to activate it there."
             )
         return
-    if user is None or not is_ml_admin(user):
-        raise PermissionDenied("Only ML admins may activate or withdraw a site model.")
+    check_site_switch(user)
     sensitivity = site_cv_sensitivity(version.metadata)
     if sensitivity is None:
         raise ValidationError(f"{version} records no local cross-validated sensitivity; it cannot serve a site.")
@@ -45,6 +45,7 @@ def check_activation(version, user) -> None:
         )
 
 
-def check_withdrawal(user) -> None:
+def check_site_switch(user) -> None:
+    """Activating, withdrawing, rolling back or shadowing a site model: ML admins only (PermissionDenied)."""
     if user is None or not is_ml_admin(user):
-        raise PermissionDenied("Only ML admins may activate or withdraw a site model.")
+        raise PermissionDenied("Only ML admins may switch a site's model (activate, shadow, roll back, withdraw).")

@@ -247,3 +247,25 @@ def test_out_of_distribution_counts_as_uncertain(owner_api, image):
     Prediction.objects.filter(image=image).update(status="succeeded", label="benign", out_of_distribution=True)
     prediction = owner_api.get(f"/api/v1/images/{image.pk}").json()["prediction"]
     assert prediction["uncertain"] is True and prediction["out_of_distribution"] is True
+
+
+def test_the_upload_names_its_acquisition_device(owner_api, lesion, jpeg_bytes, active_model):
+    response = upload(owner_api, lesion, jpeg_bytes, device_make="DermLite", device_model="DL5")
+    assert response.status_code == 201, response.content
+    assert (response.json()["device_make"], response.json()["device_model"]) == ("DermLite", "DL5")
+    image = LesionImage.objects.get()
+    assert (image.device_make, image.device_model) == ("DermLite", "DL5")
+    assert owner_api.get(f"/api/v1/images/{image.pk}").json()["device_model"] == "DL5"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"device_model": "x" * 101}, "device_model"), ({"device_make": "Derm\u0007Lite"}, "device_make")],
+)
+def test_a_bad_device_name_is_a_400_and_stores_nothing(
+    owner_api, lesion, jpeg_bytes, active_model, settings, fields, field
+):
+    response = upload(owner_api, lesion, jpeg_bytes, **fields)
+    error = assert_error(response, 400, "validation_error")
+    assert field in error["fields"], error
+    assert not LesionImage.objects.exists() and stored_files(settings) == []

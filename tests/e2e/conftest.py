@@ -21,6 +21,7 @@ class Worker:
     process: subprocess.Popen
     log: Path
     media: Path
+    var: Path | None = None  # SKINCARE_VAR_DIR, when the test gave the worker its own
 
     def output(self):
         return self.log.read_text(errors="replace")
@@ -42,8 +43,7 @@ def broker():
     return client
 
 
-@pytest.fixture(scope="module")
-def worker(django_db_setup, django_db_blocker, tmp_path_factory, broker):
+def _start_worker(tmp_path_factory, *, queues, hostname, extra_env=None):
     from django.db import connection
 
     media = tmp_path_factory.mktemp("e2e-media")
@@ -56,10 +56,13 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory, broker):
         "SKINCARE_MEDIA_ROOT": str(media),
         "SKINCARE_MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("e2e-model-cache")),
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        **(extra_env or {}),
     }
+    args = list(WORKER_ARGS)
+    args[args.index("-Q") + 1] = queues
     command = [
-        sys.executable, "-m", "celery", *WORKER_ARGS, "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", "e2e@%h",
+        sys.executable, "-m", "celery", *args, "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "--hostname", hostname,
     ]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -70,20 +73,43 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory, broker):
             process.kill()
             pytest.fail(f"worker did not start:\n{started.output()}")
         time.sleep(0.2)
-    yield started
-    process.terminate()
+    return started
+
+
+def _stop_worker(started):
+    started.process.terminate()
     try:
-        process.wait(timeout=30)
+        started.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        process.kill()
+        started.process.kill()
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory, broker):
+    started = _start_worker(tmp_path_factory, queues=WORKER_ARGS[WORKER_ARGS.index("-Q") + 1], hostname="e2e@%h")
+    yield started
+    _stop_worker(started)
+
+
+@pytest.fixture(scope="module")
+def training_worker(django_db_setup, django_db_blocker, tmp_path_factory, broker):
+    """A worker of the ``training`` queue only, as scripts/demo.sh starts one (site adaptation jobs)."""
+    var = tmp_path_factory.mktemp("e2e-var")
+    started = _start_worker(
+        tmp_path_factory, queues="training", hostname="e2e-training@%h", extra_env={"SKINCARE_VAR_DIR": str(var)}
+    )
+    started.var = var
+    yield started
+    _stop_worker(started)
 
 
 @pytest.fixture(autouse=True)
 def _media_shared_with_worker(request, settings):
     """Store files where the worker reads them (overrides the per-test folder)."""
-    if "worker" not in request.fixturenames:
+    name = next((n for n in ("worker", "training_worker") if n in request.fixturenames), None)
+    if name is None:
         return
-    media = request.getfixturevalue("worker").media
+    media = request.getfixturevalue(name).media
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {

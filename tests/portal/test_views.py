@@ -471,3 +471,26 @@ class TestPrivateImages:
         with Image.open(io.BytesIO(served)) as out:
             assert out.size == (40, 40)
             out.load()
+
+
+class TestUploadDevice:
+    def post(self, client, patient, data, **fields):
+        return TestUpload().post(client, patient, [SimpleUploadedFile("a.jpg", data, "image/jpeg")], **fields)
+
+    def test_the_form_offers_the_clinics_device_models_only(self, signed_in, owner, lesion, outsider, jpeg_bytes):
+        upload_image(owner, lesion, jpeg_bytes, device_model="DL5")
+        elsewhere = LesionFactory(patient=PatientFactory(clinic=outsider.clinics.get()))
+        upload_image(outsider, elsewhere, jpeg_bytes, device_model="Secret-Scope")
+        page = signed_in.get(reverse("portal:upload", args=[lesion.patient.pk])).content.decode()
+        assert 'list="device-model-choices"' in page
+        assert '<option value="DL5">' in page and "Secret-Scope" not in page
+
+    def test_the_device_chosen_is_stored(self, signed_in, patient, jpeg_bytes, active_model, queued_predictions):
+        assert self.post(signed_in, patient, jpeg_bytes, device_model="DermLite DL5").status_code == 302
+        assert LesionImage.objects.get().device_model == "DermLite DL5"
+
+    def test_a_too_long_device_name_is_a_form_error(self, signed_in, patient, jpeg_bytes):
+        response = self.post(signed_in, patient, jpeg_bytes, device_model="x" * 101)
+        assert response.status_code == 200
+        assert "at most 100 characters" in response.content.decode()
+        assert not LesionImage.objects.exists()

@@ -130,6 +130,8 @@ RULES = {
     "admin:inference_modelversion_start_shadow": Rule(dict.fromkeys(ACTORS, 302), method="post"),
     "admin:inference_modelversion_plot": STAFF_ONLY,
     "admin:inference_modelversion_withdraw": Rule(dict.fromkeys(ACTORS, 302), method="post"),
+    "admin:inference_modelversion_site_rollback": Rule(dict.fromkeys(ACTORS, 302), method="post"),
+    "admin:inference_modelversion_site_stop_shadow": Rule(dict.fromkeys(ACTORS, 302), method="post"),
     "inference_site_validation": STAFF_ONLY,
     "inference_monitoring": STAFF_ONLY,
     "admin/(?P<url>.*)$": STAFF_ONLY,  # the admin's catch-all

@@ -153,3 +153,20 @@ class TestSiteHead:
         head = site_head._fit_offset(xs, ys, 1e-8, base)
         ratio = head.kernel[0] / base.kernel[0]
         np.testing.assert_allclose(head.kernel, ratio * base.kernel, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ((0.42, 0.3, 0.6), (0.42, [0.3, 0.6])),
+        # Well-separated cases: a melanoma's calibrated score rounds to 1.0, which no model.json may hold.
+        ((0.99999997, 0.8, 0.99999999), (0.999999, [0.8, 1.0])),
+        ((1e-9, 0.0, 2e-9), (1e-6, [0.0, 2e-6])),
+    ],
+)
+def test_the_operating_point_stays_inside_zero_and_one(raw, expected):
+    from training.site_report import operating_point
+
+    threshold, band = operating_point(*raw)
+    assert [threshold, *band] == pytest.approx([expected[0], *expected[1]])
+    assert 0.0 < threshold < 1.0 and band[0] <= threshold < band[1] <= 1.0

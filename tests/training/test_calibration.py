@@ -67,3 +67,13 @@ def test_band_respects_share_cap_when_targets_unreachable():
     assert band["lo"] <= t < band["hi"]
     assert not band["targets_met"]
     assert band["share_in_band"] <= 0.15 + 1e-9
+
+
+def test_a_band_exists_when_melanoma_scores_saturate_at_one():
+    # Well-separated cases: the calibrated melanoma scores are exactly 1.0, and so is the threshold.
+    y = np.array([0] * 8 + [1] * 4)
+    prob = np.array([0.01 * i for i in range(8)] + [1.0] * 4)
+    threshold = calibration.choose_threshold(y, prob, 0.9)
+    assert threshold == 1.0
+    band = calibration.choose_band(y, prob, threshold)
+    assert band["lo"] <= threshold < band["hi"]
