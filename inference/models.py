@@ -286,6 +286,8 @@ class Prediction(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "queued_at"]),
+            # /metrics: predictions finished in the last minutes (latency histogram, failures).
+            models.Index(fields=["status", "finished_at"], name="prediction_status_finished"),
             models.Index(fields=["model_version", "is_shadow"]),
             # The sweeper's two queries, every few seconds: partial, so tiny.
             models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="prediction_running_lease"),
