@@ -123,7 +123,7 @@ def main():
         for _ in range(5):
             upload()
         cpu, wall = [], []
-        profiler = cProfile.Profile() if args.profile and door == "API" else None
+        profiler = cProfile.Profile(time.process_time) if args.profile and door == "API" else None
         for _ in range(args.uploads):
             c0, w0 = time.process_time(), time.perf_counter()
             if profiler:

@@ -247,3 +247,21 @@ def test_out_of_distribution_counts_as_uncertain(owner_api, image):
     Prediction.objects.filter(image=image).update(status="succeeded", label="benign", out_of_distribution=True)
     prediction = owner_api.get(f"/api/v1/images/{image.pk}").json()["prediction"]
     assert prediction["uncertain"] is True and prediction["out_of_distribution"] is True
+
+
+def test_an_upload_costs_a_fixed_few_queries_however_many_images_the_lesion_has(
+    owner_api, lesion, jpeg_bytes, active_model
+):
+    """The upload path stays cheap (docs/benchmarks.md, "Upload path"): no query per existing row, none added."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for _ in range(4):
+        with CaptureQueriesContext(connection) as queries:
+            assert upload(owner_api, lesion, jpeg_bytes).status_code == 201
+        counts.append(len(queries))
+    # Token, lesion, idempotency record, membership, image, model, prediction, the response's
+    # image and prediction, the record's response, with their savepoints (test transaction);
+    # the first use of a token also records when it was used.
+    assert counts[1] == counts[-1] <= 16 and counts[0] <= 17, counts
