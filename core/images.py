@@ -158,7 +158,7 @@ def check_image_bytes(data: bytes, *, name: str = "") -> CheckedImage:
     """``check_upload`` for bytes already read (``read_upload``): a door that looked at them first reads once.
 
     The header is read, the metadata cut out byte-wise (no re-encoding unless
-    an EXIF rotation must be applied), and the one full decode runs on the
+    an EXIF rotation must be applied), and the one decode runs on the
     sanitized bytes, so what is stored is known to be a usable image.
     """
     clean = sanitize(data)
