@@ -18,7 +18,7 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from core.images import CheckedImage, check_upload, read_upload
+from core.images import CheckedImage, check_image_bytes, check_upload, read_upload
 
 from . import services, terminology
 
@@ -157,7 +157,7 @@ def prepare_upload(file):
     if is_dicom(data):
         file.seek(0)
         return read_dicom_upload(file)
-    return check_upload(file)
+    return check_image_bytes(data, name=getattr(file, "name", "") or "")
 
 
 def add_image_upload(*, uploader, lesion, file, modality, captured_at=None, device_make="", device_model=""):

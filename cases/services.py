@@ -116,7 +116,7 @@ def add_lesion_image(
     PermissionDenied if ``uploader`` is not in the patient's clinic; in both
     cases nothing is stored and nothing is queued.
     """
-    _require_member(uploader, lesion.patient.clinic)
+    _require_member(uploader, lesion.patient.clinic_id)  # the id: no query for the clinic row
     now = timezone.now()
     if captured_at is None:
         captured_at = now

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image
 
-from training.preprocessing import MAX_PIXELS, ImageError, open_image
+from training.preprocessing import MAX_PIXELS, ImageError, verify_decodes
 
 from .imagemeta import Sanitized, SanitizeError, sanitize_image
 
@@ -129,16 +129,22 @@ def probe_format(data: bytes) -> str:
 
 
 def inspect_image(data: bytes) -> ImageInfo:
-    """Decode ``data`` fully (catching truncation and decompression bombs)."""
-    image_format = probe_format(data)
+    """Decode ``data`` (catching truncation and decompression bombs) and describe it.
+
+    The one decode of an upload (``training.preprocessing.verify_decodes``:
+    a JPEG's every block is decoded, at 1/8 scale); it runs on the bytes
+    that will be stored, and reads their format from the same open.
+    """
     try:
-        img = open_image(data)
+        image_format, width, height = verify_decodes(data)
     except ImageError as exc:
         raise ValidationError(f"The image cannot be used: {exc}.", code="invalid_image") from exc
+    if image_format not in FORMATS:
+        raise ValidationError("The file is not a JPEG or PNG image.", code="unsupported_format")
     return ImageInfo(
         format=image_format,
-        width=img.width,
-        height=img.height,
+        width=width,
+        height=height,
         sha256=hashlib.sha256(data).hexdigest(),
         byte_size=len(data),
     )
@@ -155,15 +161,23 @@ def sanitize(data: bytes) -> Sanitized:
 def check_upload(file) -> CheckedImage:
     """Read, sanitize and check ``file`` (any readable binary file, or an already ``CheckedImage``).
 
-    The full decode runs on the sanitized bytes, so what is stored is known
-    to be a usable image. Raises ValidationError with the reason; nothing is
-    stored here.
+    Raises ValidationError with the reason; nothing is stored here.
     """
     if isinstance(file, CheckedImage):
         return file
-    clean = sanitize(read_upload(file))
+    return check_image_bytes(read_upload(file), name=getattr(file, "name", "") or "")
+
+
+def check_image_bytes(data: bytes, *, name: str = "") -> CheckedImage:
+    """``check_upload`` for bytes already read (``read_upload``): a door that looked at them first reads once.
+
+    The header is read, the metadata cut out byte-wise (no re-encoding unless
+    an EXIF rotation must be applied), and the one decode runs on the
+    sanitized bytes, so what is stored is known to be a usable image.
+    """
+    clean = sanitize(data)
     return CheckedImage(
-        name=getattr(file, "name", "") or "",
+        name=name,
         data=clean.data,
         info=inspect_image(clean.data),
         removed=clean.removed,

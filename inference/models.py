@@ -49,7 +49,12 @@ class ModelVersionQuerySet(models.QuerySet):
             default=Value(0),
             output_field=IntegerField(),
         )
-        ordered = list(live.annotate(scope_rank=rank).order_by("scope_rank"))
+        # Every upload asks this: leave out the ~20 KB of JSON and text that nobody here reads.
+        ordered = list(
+            live.defer("metrics", "metadata", "evaluation", "model_card")
+            .annotate(scope_rank=rank)
+            .order_by("scope_rank")
+        )
         active = next((v for v in ordered if v.is_active), None)
         shadow = next((v for v in ordered if v.is_shadow), None)
         return active, shadow
@@ -290,6 +295,8 @@ class Prediction(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "queued_at"]),
+            # /metrics: predictions finished in the last minutes (latency histogram, failures).
+            models.Index(fields=["status", "finished_at"], name="prediction_status_finished"),
             models.Index(fields=["model_version", "is_shadow"]),
             # The sweeper's two queries, every few seconds: partial, so tiny.
             models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="prediction_running_lease"),

@@ -98,6 +98,17 @@ def run_prediction(prediction_id, *, lease_token=None) -> Prediction | None:
         return _compute(prediction, token)
 
 
+# Why a prediction failed, from the start of the error it stores (the
+# messages below and in inference.tasks): /metrics counts failures by these
+# reasons (skincare/metrics.py). Anything else counts as "other".
+FAILURE_REASONS = {
+    "Abandoned after": "interrupted",  # killed at the hard time limit, or lost, MAX_ATTEMPTS times
+    "The image file is missing": "image_missing",
+    "The image cannot be analysed": "unreadable_image",
+    "Gave up after": "retries_exhausted",  # storage (or another transient fault) through every retry
+}
+
+
 def _claim(prediction_id, token) -> Prediction | None:
     """Take the lease of ``prediction_id`` for ``token``, or say why not (the row as it is)."""
     with transaction.atomic():

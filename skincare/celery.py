@@ -7,7 +7,7 @@ module) may import TensorFlow or load a model. See inference/runtime.py.
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "skincare.settings.dev")
 
@@ -29,6 +29,12 @@ def _prepare_process(sender, **kwargs):
     from .environment import prepare_process
 
     prepare_process()
+
+
+@signals.worker_init.connect
+def _register_worker_checks(**kwargs):
+    """The control command ``manage.py worker_health`` asks a worker (inference/worker_checks.py)."""
+    from inference import worker_checks  # noqa: F401  (registers on import)
 
 
 # How a worker is started everywhere Python starts one (tests, benchmarks):

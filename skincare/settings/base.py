@@ -140,6 +140,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # transactions take the write lock up front, so two writers queue rather
     # than deadlock when a reader upgrades to a writer.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+
+
+def persistent_connections(database: dict, default_max_age: int) -> dict:
+    """``database`` reusing its connection for ``SKINCARE_DB_CONN_MAX_AGE`` seconds (0: one per request).
+
+    A gunicorn worker then skips PostgreSQL's connection set-up on every
+    request (docs/benchmarks.md, "Upload path"); a reused connection is
+    checked first, so one the database dropped is replaced rather than
+    failing a request. 0 by default outside production: the development
+    server starts a thread per request, and each thread would keep its own.
+    """
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        return database
+    return {
+        **database,
+        "CONN_MAX_AGE": env.int("SKINCARE_DB_CONN_MAX_AGE", default=default_max_age),
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+DATABASES["default"] = persistent_connections(DATABASES["default"], 0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

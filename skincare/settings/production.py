@@ -12,11 +12,13 @@ value a client sent.
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import SECRET_KEY, env
+from .base import DATABASES, SECRET_KEY, env, persistent_connections
 
 if not SECRET_KEY:
     raise ImproperlyConfigured("Set SKINCARE_SECRET_KEY (formerly DJANGO_SECRET_KEY).")
 
+# gunicorn workers serve many requests each: keep their connections (SKINCARE_DB_CONN_MAX_AGE).
+DATABASES = {**DATABASES, "default": persistent_connections(DATABASES["default"], 60)}
 DEBUG = False  # whatever SKINCARE_DEBUG says: tracebacks would show patient data
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SKINCARE_SSL_REDIRECT", default=True)

@@ -3,12 +3,12 @@
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import REDIS_BROKER_SOCKET_OPTIONS, SKINCARE_BROKER_VISIBILITY_TIMEOUT, VAR_DIR, env
+from .base import REDIS_BROKER_SOCKET_OPTIONS, SKINCARE_BROKER_VISIBILITY_TIMEOUT, VAR_DIR, env, persistent_connections
 
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
 DATABASES = {
-    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/skincare"),
+    "default": persistent_connections(env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/skincare"), 0),
 }
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/14")
 CELERY_BROKER_TRANSPORT_OPTIONS = {

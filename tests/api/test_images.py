@@ -269,3 +269,21 @@ def test_a_bad_device_name_is_a_400_and_stores_nothing(
     error = assert_error(response, 400, "validation_error")
     assert field in error["fields"], error
     assert not LesionImage.objects.exists() and stored_files(settings) == []
+
+
+def test_an_upload_costs_a_fixed_few_queries_however_many_images_the_lesion_has(
+    owner_api, lesion, jpeg_bytes, active_model
+):
+    """The upload path stays cheap (docs/benchmarks.md, "Upload path"): no query per existing row, none added."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for _ in range(4):
+        with CaptureQueriesContext(connection) as queries:
+            assert upload(owner_api, lesion, jpeg_bytes).status_code == 201
+        counts.append(len(queries))
+    # Token, lesion, idempotency record, membership, image, model, prediction, the response's
+    # image and prediction, the record's response, with their savepoints (test transaction);
+    # the first use of a token also records when it was used.
+    assert counts[1] == counts[-1] <= 16 and counts[0] <= 17, counts

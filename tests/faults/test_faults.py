@@ -210,6 +210,36 @@ def test_the_worker_health_command_pings_a_live_worker(healthy):
     assert missing.returncode == 1 and "did not answer" in missing.stderr
 
 
+def worker_health(worker, *, timeout=5):
+    import socket
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    node = f"{worker.name}@{socket.gethostname()}"
+    command = [sys.executable, "manage.py", "worker_health", "--hostname", node, "--timeout", str(timeout)]
+    return subprocess.run(command, cwd=REPO, env=worker.env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_worker_health_command_fails_a_worker_cut_off_from_postgresql(healthy):
+    """worker2 reaches PostgreSQL through the proxy: cut, it still answers pings but is reported unhealthy."""
+    stack = healthy
+    cut_off, connected = stack.workers[1], stack.workers[0]
+    assert worker_health(cut_off).returncode == 0
+    stack.db_proxy.cut()
+    try:
+        failed = worker_health(cut_off)
+        assert failed.returncode == 1, failed.stdout
+        assert "cannot reach the database: OperationalError" in failed.stderr
+        assert worker_health(connected).returncode == 0  # the other worker is unaffected
+    finally:
+        stack.db_proxy.restore()
+    recovered = worker_health(cut_off)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "database reachable" in recovered.stdout
+
+
 def test_a_database_outage_on_the_working_worker_leaves_the_row_recoverable(
     healthy, owner, lesion, jpeg_bytes, active_model, monkeypatch
 ):
