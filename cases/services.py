@@ -14,6 +14,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, Validatio
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -183,19 +184,20 @@ def _assess(data: bytes, modality: str):
     return quality.assess(img, modality), quality.perceptual_hash(img)
 
 
-def _near_duplicates(patient, phash):
+def _near_duplicates(patient, phash, *, before=None):
     """(an earlier image of ``patient``, one of another patient of its clinic) nearly the same as ``phash``.
 
     Only the patient's own clinic is searched, so no other clinic's record is
     ever named. The nearest match of each kind, or None. Two simultaneous
     uploads of one picture do not see each other (neither has committed):
     the gate is a safety net for the common mistake, not a constraint.
+    ``before``: the stored image being checked late; only images uploaded
+    before it count.
     """
-    candidates = (
-        LesionImage.objects.filter(lesion__patient__clinic_id=patient.clinic_id)
-        .exclude(perceptual_hash="")
-        .values_list("pk", "perceptual_hash", "lesion__patient_id")
-    )
+    candidates = LesionImage.objects.filter(lesion__patient__clinic_id=patient.clinic_id)
+    if before is not None:  # a stored image (backfill): only what was uploaded before it
+        candidates = candidates.filter(uploaded_at__lt=before.uploaded_at).exclude(pk=before.pk)
+    candidates = candidates.exclude(perceptual_hash="").values_list("pk", "perceptual_hash", "lesion__patient_id")
     best = {True: (None, quality.MAX_DUPLICATE_DISTANCE + 1), False: (None, quality.MAX_DUPLICATE_DISTANCE + 1)}
     for pk, other_hash, patient_id in candidates.iterator(chunk_size=2000):
         distance = quality.hamming(phash, other_hash)
@@ -260,6 +262,43 @@ def sanitize_stored_image(*, image) -> bool:
         image.save()
         transaction.on_commit(lambda: default_storage.delete(old_name))
     logger.info("Sanitized stored image %s (removed %s)", image.id, ", ".join(clean.removed))
+    return True
+
+
+def images_needing_quality_backfill():
+    """Images without a perceptual hash or measured by an older ``core.quality.MEASURES_VERSION``."""
+    return LesionImage.objects.filter(
+        Q(perceptual_hash="") | ~Q(quality_measures__version=quality.MEASURES_VERSION)
+    ).order_by("uploaded_at", "id")
+
+
+def backfill_image_quality(*, image) -> bool:
+    """Measure a stored image as intake now would; True if anything was recorded.
+
+    For images stored before the gate (or measured by an older version of
+    it): the quality measures and findings, the perceptual hash, and, where
+    none is recorded, the near-duplicates among images uploaded before it.
+    Its predictions are left as they were made (a past result is not
+    rewritten). An image already measured by this version is left alone,
+    so running ``manage.py backfill_image_quality`` again changes nothing.
+    """
+    if image.perceptual_hash and image.quality_measures.get("version") == quality.MEASURES_VERSION:
+        return False
+    with image.image.open("rb") as fh:
+        assessment, phash = _assess(fh.read(), image.modality)
+    image.quality_measures, image.quality_findings, image.perceptual_hash = (
+        assessment.measures,
+        assessment.findings,
+        phash,
+    )
+    fields = ["quality_measures", "quality_findings", "perceptual_hash"]
+    if image.duplicate_of_id is None and image.possible_wrong_patient_of_id is None:
+        image.duplicate_of, image.possible_wrong_patient_of = _near_duplicates(
+            image.lesion.patient, phash, before=image
+        )
+        fields += ["duplicate_of", "possible_wrong_patient_of"]
+    image.save(update_fields=fields)
+    logger.info("Backfilled image quality of %s (findings %s)", image.id, ", ".join(assessment.findings) or "none")
     return True
 
 

@@ -77,6 +77,69 @@ def test_a_lesion_cut_off_by_the_frame_is_found():
     assert "lesion_cut_off" in findings(cut)
 
 
+def disc_mask(lesion_at=(0.5, 0.5), lesion_radius=0.22, size=quality.SIZE):
+    """Where ``dermoscopy_like`` paints the lesion, at the segmentation's size."""
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+    angle = np.arctan2(yy - lesion_at[1], xx - lesion_at[0])
+    radius = lesion_radius * (1 + 0.15 * np.sin(5 * angle) + 0.08 * np.cos(3 * angle))
+    return np.hypot(xx - lesion_at[0], yy - lesion_at[1]) < radius
+
+
+def overlap(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_a_disc_in_the_centre_is_segmented_whole_and_passes():
+    img = dermoscopy_like()
+    assert overlap(quality.lesion_mask(img), disc_mask()) > 0.85
+    measures = quality.measure(img)
+    assert measures["edge_contact"] == 0
+    assert measures["lesion_offset"] < 0.05
+    assert "lesion_cut_off" not in findings(img)
+
+
+def test_a_disc_cut_by_the_frame_edge_is_segmented_to_the_edge_and_flagged():
+    img = dermoscopy_like(lesion_at=(0.05, 0.6), lesion_radius=0.25)
+    assert overlap(quality.lesion_mask(img), disc_mask((0.05, 0.6), 0.25)) > 0.8
+    measures = quality.measure(img)
+    assert measures["edge_contact"] > quality.THRESHOLDS["max_edge_contact"]
+    assert measures["lesion_offset"] > quality.THRESHOLDS["max_lesion_offset"]
+    assert "lesion_cut_off" in findings(img)
+
+
+def test_a_dark_vignette_alone_is_not_counted_as_lesion():
+    # Plain skin in a dermatoscope's dark ring: nothing of the ring is lesion,
+    # and whatever the split finds inside does not touch the frame.
+    rng = np.random.default_rng(3)
+    size = 300
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    skin = np.array([205.0, 160.0, 145.0]) + rng.normal(0, 9, (size, size, 1))
+    ring = np.hypot(xx - 0.5, yy - 0.5) > 0.48
+    skin[ring] = 8
+    img = Image.fromarray(np.clip(skin, 0, 255).astype(np.uint8))
+    lesion = quality.lesion_mask(img)
+    ring_small = np.asarray(Image.fromarray(ring).resize((quality.SIZE, quality.SIZE)))
+    assert not (lesion & ring_small).any()
+    assert quality.measure(img)["edge_contact"] == 0
+    assert "lesion_cut_off" not in findings(img)
+
+
+def test_a_centred_lesion_in_a_vignette_is_found_and_not_called_cut_off():
+    img = dermoscopy_like(vignette=True)
+    assert overlap(quality.lesion_mask(img), disc_mask()) > 0.85
+    assert quality.measure(img)["edge_contact"] == 0
+    assert findings(img) == []
+
+
+def test_dark_hairs_across_the_skin_are_not_the_lesion():
+    img = np.asarray(dermoscopy_like(), dtype=np.uint8).copy()
+    for row in (40, 90, 200, 250):  # 2-pixel black hairs running off both sides of the frame
+        img[row : row + 2, :] = 20
+    lesion = quality.lesion_mask(Image.fromarray(img))
+    assert overlap(lesion, disc_mask()) > 0.8
+    assert not lesion[:, :6].any() and not lesion[:, -6:].any()
+
+
 def test_a_big_lesion_filling_the_field_is_not_called_cut_off():
     assert "lesion_cut_off" not in findings(dermoscopy_like(lesion_radius=0.45))
 
