@@ -47,12 +47,13 @@ image (the false "already uploaded" alert rate against a library of this
 size) and the detection rate of re-encoded (JPEG q 60), resized (50%) and
 slightly cropped (2% and 4% off two sides) copies of a sample.
 
-Usage (from the repository root; about 10 min on 2 busy cores):
+Usage (from the repository root; about 25 and 7 min on 2 busy cores):
 
-    nice -n 10 .venv/bin/python bench/image_quality.py quality \\
-        --data ../shared/datasets/melanoma-10k/train --per-class 1500 --degrade-per-class 500 --suggest
-    nice -n 10 .venv/bin/python bench/image_quality.py duplicates \\
-        --data ../shared/datasets/melanoma-10k/train --copies 1000
+    nice -n 5 .venv/bin/python bench/image_quality.py quality \\
+        --data ../shared/datasets/melanoma-10k/train --per-class 1000 --degrade-per-class 400 \\
+        --save /tmp/quality.json --calibrate
+    nice -n 5 .venv/bin/python bench/image_quality.py duplicates \\
+        --data ../shared/datasets/melanoma-10k/train --copies 500 --thresholds 32 40 48 56 64 --show-false 48
 
 See docs/image-quality.md for the figures.
 """
