@@ -9,7 +9,8 @@ any resolution), and names what is wrong; the thresholds below come from
 ``bench/image_quality.py`` on melanoma-10k and synthetic degradations
 (docs/image-quality.md has the figures and the command).
 
-numpy, scipy.ndimage and Pillow; no Django: the benchmark imports this module as it is.
+numpy and Pillow (no scipy: the few ndimage operations are in core._morphology, to keep the runtime
+image small); no Django: the benchmark imports this module as it is.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
-from scipy import ndimage
 
 from training.preprocessing import VIGNETTE_LEVEL, shades_of_gray
+
+from . import _morphology
 
 SIZE = 256
 HASH_SIZE = 16  # 16 x 16 DCT coefficients: 256 bits
@@ -214,7 +216,7 @@ def field_of_view(rgb: np.ndarray) -> np.ndarray:
     """
     grey = rgb.mean(axis=2)
     lit = grey > VIGNETTE_LEVEL
-    labels, _ = ndimage.label(~lit)
+    labels, _ = _morphology.label(~lit)
     corners = np.zeros_like(lit)
     c = CORNER
     corners[:c, :c] = corners[:c, -c:] = corners[-c:, :c] = corners[-c:, -c:] = True
@@ -281,18 +283,16 @@ def _lesion(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if half_view.sum() < 50:
         half_view = np.ones_like(half_view)
     v = np.where(half_view, v, np.median(v[half_view]))
-    v = ndimage.gaussian_filter(ndimage.grey_closing(v, size=(4, 4)), 1.5)
+    v = _morphology.gaussian_filter(_morphology.grey_closing(v, 4), 1.5)
     v = _flatten_light(v, half_view)
     dark = (v < _otsu(v[half_view])) & half_view
-    dark = ndimage.binary_fill_holes(ndimage.binary_opening(dark, np.ones((3, 3), bool)) & half_view)
-    labels, n = ndimage.label(dark)
+    dark = _morphology.binary_fill_holes(_morphology.binary_opening3x3(dark) & half_view)
+    labels, n = _morphology.label(dark)
     if n == 0:
         return np.zeros_like(view), view
-    index = np.arange(1, n + 1)
-    areas = ndimage.sum(dark, labels, index=index)
-    cy, cx = np.array(ndimage.center_of_mass(dark, labels, index)).reshape(-1, 2).T
+    areas, cy, cx = _morphology.sums_and_centres(labels, n)
     distance = np.hypot(cx / HALF - 0.5, cy / HALF - 0.5) / np.hypot(0.5, 0.5)
-    chosen = labels == index[np.argmax(areas * (1 - distance) ** 2)]
+    chosen = labels == 1 + np.argmax(areas * (1 - distance) ** 2)
     return chosen.repeat(2, axis=0).repeat(2, axis=1) & view, view
 
 

@@ -20,7 +20,6 @@ numpy/scipy only; no TensorFlow.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 T_BOUNDS = (0.05, 20.0)
 
@@ -53,6 +52,10 @@ def fit_temperature(logits, y) -> float:
     y = np.asarray(y, dtype=np.float64).ravel()
     if len(np.unique(y)) < 2:
         return 1.0
+    # Imported here: the web process imports this module (through training.adapt's case minimums) and its
+    # image has no scipy (requirements/runtime.txt).
+    from scipy.optimize import minimize_scalar
+
     res = minimize_scalar(
         lambda log_t: nll(logits, y, float(np.exp(log_t))),
         bounds=(np.log(T_BOUNDS[0]), np.log(T_BOUNDS[1])),

@@ -1,5 +1,9 @@
 """Temperature scaling, threshold and uncertainty band (synthetic data, no TF)."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -77,3 +81,12 @@ def test_a_band_exists_when_melanoma_scores_saturate_at_one():
     assert threshold == 1.0
     band = calibration.choose_band(y, prob, threshold)
     assert band["lo"] <= threshold < band["hi"]
+
+
+def test_the_site_adaptation_minimums_import_without_scipy():
+    # The admin's site-adaptation form (web process) reads training.adapt's case minimums; the runtime
+    # image has no scipy (requirements/runtime.txt), so this chain must not import it.
+    code = "import sys, training.adapt; print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))"
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
