@@ -32,7 +32,17 @@ def training_record(config, data, outputs, wall_time_s: float) -> dict:
         "optimizer": f"AdamW, weight decay {config.weight_decay}",
         "learning_rate": f"{config.learning_rate} peak: linear warm-up over epoch 1, cosine decay to 0",
         "dropout": config.dropout,
-        "augmentation": "training.shifts.augment_image per image and epoch, seeded by (seed, fold, epoch, image)",
+        "augmentation": (
+            "training.shifts.augment_image per image and epoch, seeded by (seed, epoch, image): one copy per "
+            "epoch shared by every fit, its trunk outputs cached (finetune_loop.trunk_cache)"
+            if config.trunk_cache
+            else "training.shifts.augment_image per image and epoch, seeded by (seed, fold, epoch, image)"
+        ),
+        "augmentation_summary": (
+            "one augmented copy per image and epoch, the same in every fit (trunk cache)"
+            if config.trunk_cache
+            else "fresh augmentation every epoch"
+        ),
         "tta": "horizontal flip" if config.tta else "none",
         "fold_seconds": [fi["seconds"] for fi in outputs.fold_info],
     }

@@ -252,8 +252,9 @@ def _description(meta) -> str:
     size = f"Input {meta['input_size']}x{meta['input_size']}, preprocessing `{meta['preprocessing']}`"
     if "finetune" in t:
         ft = t["finetune"]
+        augmentation = ft.get("augmentation_summary", "fresh augmentation every epoch")
         return (
-            f"{t['backbone']['architecture']}: {ft['epochs']} epochs per fit, fresh augmentation every epoch, "
+            f"{t['backbone']['architecture']}: {ft['epochs']} epochs per fit, {augmentation}, "
             f"BatchNorm frozen; logit layer on the pooled features, temperature-scaled.\n{size}; "
             f"test-time augmentation: {ft['tta']}."
         )
