@@ -102,6 +102,40 @@ def wait_for(log, text, process, timeout=120):
         time.sleep(0.1)
 
 
+def fresh_world(db_url, broker):
+    """A new, migrated database with the shipped model active, an empty broker, and one clinician
+    with one lesion to upload to: ``(user, lesion)``. Django is set up here (settings from the env)."""
+    import datetime as dt
+
+    import django
+    import psycopg
+    import redis
+
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(db_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from cases import services
+    from cases.models import AnatomicalSite, Clinic, Membership
+
+    redis.Redis.from_url(broker).flushdb()
+    call_command("migrate", verbosity=0)
+    call_command("register_model", "--activate", verbosity=0)
+    user = get_user_model().objects.create_user("bench", password=PASSWORD)
+    clinic = Clinic.objects.create(name="Bench")
+    Membership.objects.create(user=user, clinic=clinic)
+    patient = services.create_patient(
+        user=user, clinic=clinic, medical_record_number="B1", given_name="B", family_name="B",
+        date_of_birth=dt.date(1970, 1, 1),
+    )  # fmt: skip
+    lesion = services.create_lesion(user=user, patient=patient, anatomical_site=AnatomicalSite.POSTERIOR_TORSO)
+    return user, lesion
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=2.0, help="uploads per second")
@@ -136,38 +170,11 @@ def main():
     }
     os.environ.update(env)
 
-    import django
-    import psycopg
-    import redis
     import requests
 
-    name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(DB_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    django.setup()
-    from django.core.management import call_command
-
-    redis.Redis.from_url(BROKER).flushdb()
-    call_command("migrate", verbosity=0)
-    call_command("register_model", "--activate", verbosity=0)
-
-    import datetime as dt
-
-    from django.contrib.auth import get_user_model
-
-    from cases import services
-    from cases.models import AnatomicalSite, Clinic, Membership
+    user, lesion = fresh_world(DB_URL, BROKER)
     from inference.models import Prediction
 
-    user = get_user_model().objects.create_user("bench", password=PASSWORD)
-    clinic = Clinic.objects.create(name="Bench")
-    Membership.objects.create(user=user, clinic=clinic)
-    patient = services.create_patient(
-        user=user, clinic=clinic, medical_record_number="B1", given_name="B", family_name="B",
-        date_of_birth=dt.date(1970, 1, 1),
-    )  # fmt: skip
-    lesion = services.create_lesion(user=user, patient=patient, anatomical_site=AnatomicalSite.POSTERIOR_TORSO)
     photo = jpeg_of_about(args.image_kb * 1024)
 
     processes = []

@@ -15,6 +15,7 @@ See docs/benchmarks.md ("Upload path").
 
 import argparse
 import cProfile
+import datetime
 import io
 import os
 import pstats
@@ -28,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.api_load import jpeg_of_about, percentile  # noqa: E402  (after the path is set)
+from bench.api_load import fresh_world, jpeg_of_about, percentile  # noqa: E402  (after the path is set)
 
 DB_URL = os.environ.get("SKINCARE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_upload_bench")
 BROKER = os.environ.get("SKINCARE_BENCH_BROKER_URL", "redis://127.0.0.1:6379/6")
@@ -54,38 +55,13 @@ def main():
             "SKINCARE_API_UPLOAD_RATE": "100000/min",
         }
     )
-    import datetime as dt
-
-    import django
-    import psycopg
-    import redis
-
-    name = DB_URL.rsplit("/", 1)[1]
-    with psycopg.connect(DB_URL.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
+    user, lesion = fresh_world(DB_URL, BROKER)
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     from api.tokens import issue_token
-    from cases import services
-    from cases.models import AnatomicalSite, Clinic, Membership
 
-    redis.Redis.from_url(BROKER).flushdb()
-    call_command("migrate", verbosity=0)
-    call_command("register_model", "--activate", verbosity=0)
-    user = get_user_model().objects.create_user("bench", password="bench-password-not-secret")
-    clinic = Clinic.objects.create(name="Bench")
-    Membership.objects.create(user=user, clinic=clinic)
-    patient = services.create_patient(
-        user=user, clinic=clinic, medical_record_number="B1", given_name="B", family_name="B",
-        date_of_birth=dt.date(1970, 1, 1),
-    )  # fmt: skip
-    lesion = services.create_lesion(user=user, patient=patient, anatomical_site=AnatomicalSite.POSTERIOR_TORSO)
     photo = jpeg_of_about(args.image_kb * 1024)
     _, token = issue_token(user=user, name="bench")
 
@@ -101,7 +77,7 @@ def main():
 
     portal = Client(HTTP_HOST="127.0.0.1")
     portal.force_login(user)
-    portal_url = f"/patients/{patient.pk}/upload"
+    portal_url = f"/patients/{lesion.patient_id}/upload"
 
     def portal_upload():
         page = portal.get(portal_url).content.decode()
@@ -112,7 +88,7 @@ def main():
                 "form_token": token,
                 "lesion": str(lesion.pk),
                 "modality": "dermoscopic",
-                "captured_on": dt.date.today().isoformat(),
+                "captured_on": datetime.date.today().isoformat(),
                 "images": named(photo, "bench.jpg"),
             },
         )
