@@ -12,6 +12,9 @@ PORT=${SKINCARE_PORT:-8000}
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-skincare.settings.dev}
 
 "$PY" manage.py migrate --noinput
+# The previous model first, registered but not active, so the admin can roll
+# back to it (or run it in shadow mode beside the active one).
+"$PY" manage.py register_model models/mobilenet-v2-melanoma-v2
 "$PY" manage.py register_model --activate   # the shipped model named in models/ACTIVE
 "$PY" manage.py seed_demo
 

@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "refit",
+        help="rerun the OOD and uncertain-band stages of a fine-tuned model folder with the current rules",
+        add_help=False,
+    )
+    sub.add_parser(
         "finetune",
         help="fine-tune the backbone's upper blocks in grouped CV, with checkpoints (--resume)",
         add_help=False,
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         from .finetune import main as finetune_main
 
         return finetune_main(argv[1:])
+    if argv[:1] == ["refit"]:
+        from .refit import main as refit_main
+
+        return refit_main(argv[1:])
     if argv[:1] == ["adapt"]:
         from .adapt import main as adapt_main
 

@@ -246,7 +246,7 @@ def build_parser(prog: str = "python -m training adapt") -> argparse.ArgumentPar
     d = AdaptConfig(base=Path("."), data=Path("."), out=Path("."))
     p = argparse.ArgumentParser(prog=prog, description="Adapt a model's head to one site's biopsy-confirmed images.")
     p.add_argument(
-        "--base", type=Path, required=True, help="the base model folder (e.g. models/mobilenet-v2-melanoma-v2)"
+        "--base", type=Path, required=True, help="the base model folder (e.g. models/mobilenet-v2-melanoma-v3)"
     )
     p.add_argument("--data", type=Path, required=True, help="the site's images: benign/ and malignant/ subfolders")
     p.add_argument("--out", type=Path, required=True, help="the new model folder (must not exist, or be empty)")

@@ -12,7 +12,10 @@
   the narrowest band (fewest images inside it) such that the images outside
   it are classified with sensitivity and specificity both at least a target;
   if that would put more than ``max_share`` of images in the band, the band is
-  capped at ``max_share`` and the targets are reported as missed.
+  capped at ``max_share`` and the targets are reported as missed. With
+  ``min_referral_specificity`` the band's lower edge must also leave at least
+  that share of benign lesions below it: "uncertain" is a referral in the
+  clinic, so the band decides how many benign lesions are sent on.
 
 numpy/scipy only; no TensorFlow.
 """
@@ -96,11 +99,15 @@ def _outside_rates(y, prob, lo: float, hi: float) -> dict:
     n_out = ((y == 0) & out).sum()
     tp = ((y == 1) & out & pos_called).sum()
     tn = ((y == 0) & out & ~pos_called).sum()
+    referred = prob >= lo  # called malignant or uncertain: both go to a specialist
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
     return {
         "share_in_band": float(inside.mean()),
         "sensitivity_outside": float(tp / p_out) if p_out else 0.0,
         "specificity_outside": float(tn / n_out) if n_out else 0.0,
         "n_in_band": int(inside.sum()),
+        "referral_sensitivity": float((referred & (y == 1)).sum() / n_pos) if n_pos else 0.0,
+        "referral_specificity": float((~referred & (y == 0)).sum() / n_neg) if n_neg else 0.0,
     }
 
 
@@ -112,6 +119,7 @@ def choose_band(
     target_specificity: float = 0.95,
     max_share: float = 0.20,
     n_candidates: int = 400,
+    min_referral_specificity: float | None = None,
 ) -> dict:
     """An uncertainty band ``[lo, hi)`` with ``lo <= threshold < hi``.
 
@@ -122,6 +130,14 @@ def choose_band(
     band within ``max_share`` reaches them, returns the band within
     ``max_share`` maximising the smaller of the two outside rates, with
     ``targets_met`` False. Returns a dict with ``lo``, ``hi`` and the rates.
+
+    ``min_referral_specificity`` (benign lesions below ``lo``, over all benign
+    lesions) is a hard constraint when some band within ``max_share`` meets
+    it: the outside targets are then sought among those bands only (a lower
+    edge pushed up to refer fewer benign lesions costs outside sensitivity;
+    the clinic's referral rate is the figure that must hold). The referral
+    sensitivity (melanomas at or above ``lo``) is at least the threshold's
+    sensitivity by construction, since ``lo <= threshold``.
     """
     y = np.asarray(y).astype(int).ravel()
     prob = np.asarray(prob, dtype=np.float64).ravel()
@@ -154,13 +170,18 @@ def choose_band(
     with np.errstate(divide="ignore", invalid="ignore"):
         sens = np.where(p_out > 0, tp / np.maximum(p_out, 1), 0.0)
         spec = np.where(n_out > 0, tn / np.maximum(n_out, 1), 0.0)
-    ok = (sens >= target_sensitivity) & (spec >= target_specificity) & (share <= max_share)
+    allowed = share <= max_share
+    if min_referral_specificity is not None:
+        referral_ok = np.broadcast_to(neg_lt_lo / max(n_neg, 1) >= min_referral_specificity, share.shape)
+        if (allowed & referral_ok).any():
+            allowed = allowed & referral_ok
+    ok = (sens >= target_sensitivity) & (spec >= target_specificity) & allowed
     if ok.any():
         cand = np.where(ok, share, np.inf)
         i, j = np.unravel_index(int(np.argmin(cand)), cand.shape)
         met = True
     else:
-        score = np.where(share <= max_share, np.minimum(sens, spec) - 1e-6 * share, -np.inf)
+        score = np.where(allowed, np.minimum(sens, spec) - 1e-6 * share, -np.inf)
         i, j = np.unravel_index(int(np.argmax(score)), score.shape)
         met = False
     lo, hi = float(lo_c[i]), float(hi_c[j])
@@ -172,6 +193,7 @@ def choose_band(
         "target_sensitivity": target_sensitivity,
         "target_specificity": target_specificity,
         "max_share": max_share,
+        "min_referral_specificity": min_referral_specificity,
         **rates,
     }
 

@@ -43,7 +43,7 @@ from .batches import PilImages, prepare_cache
 from .cv import assign_folds
 from .data import DEFAULT_MAX_DISTANCE, duplicate_groups, group_summary
 from .features import RawImages, stratified_subset
-from .finetune_model import BACKBONES, MOBILENET_V2, MODEL_NAMES, backbone_info
+from .finetune_model import BACKBONES, MOBILENET_V2, MODEL_NAMES, OOD_FEATURES_NOTE, backbone_info
 from .metrics import binary_metrics
 from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
 from .preprocessing import PIPELINES, SQUARE_SOG_V2
@@ -88,8 +88,10 @@ class FinetuneConfig:
     min_sensitivity: float = 0.90
     band_sensitivity: float = 0.95
     band_specificity: float = 0.95
-    band_max_share: float = 0.20
-    ood_components: tuple = (64, 128, 256)
+    band_max_share: float = 0.12
+    # "Uncertain" is a referral: at most 15% of benign lesions sent on (issue #13's clinical target).
+    band_referral_specificity: float = 0.85
+    ood_components: tuple = (32, 64, 128)  # the trunk output has 160 channels (MobileNetV2, 4 blocks unfrozen)
     ood_quantile: float = 0.99
     ood_shrinkage: float = 0.05
     bootstrap: int = 1000
@@ -230,7 +232,8 @@ def run(config: FinetuneConfig) -> dict:
     outputs = cross_validate(config, cache, data, progress, trunk)
     oof_logit, oof_features = outputs.oof(folds)
     cv = stages.OuterCV(oof_logit=oof_logit, heads=outputs.heads, fold_info=outputs.fold_info)
-    ood = fst.select_ood(config, folds, outputs, progress)
+    ood_features = loop.ood_features(config, cache, trunk)
+    ood = fst.select_ood(config, folds, ood_features, progress)
     cal = stages.calibrate(config, data, cv, progress)
     out.mkdir(parents=True, exist_ok=True)
     rob = None
@@ -239,21 +242,25 @@ def run(config: FinetuneConfig) -> dict:
         progress(f"[robustness] {len(idx)} images x {len(robustness.SHIFTS)} shifts")
         extract = fst.fold_extractor(config, cache, folds, lambda f: load_fold_model(config, f), progress)
         rob = robustness.evaluate(
-            raw.images, cache.y, folds, idx, oof_features, outputs.heads, ood.fold_models, cal.temperature,
-            cal.threshold, cal.band, extract, config.image_size, config.preprocessing, progress,
+            raw.images, cache.y, folds, idx, (oof_features, ood_features), outputs.heads, ood.fold_models,
+            cal.temperature, cal.threshold, cal.band, extract, config.image_size, config.preprocessing, progress,
         )  # fmt: skip
         robustness.write(out, rob, config)
 
     everything = np.arange(len(cache.y))
     model = loop.fit(config, cache, everything, config.folds, run_dir / "final", progress, _stopper(config), trunk)
     features_all, _ = loop.predict(model, cache, everything, config, config.tta, trunk)
-    final = fst.export(config, model, features_all, cal, ood.components, out, progress)
-    export_check, check_images = fst.check_export(config, cache, final, features_all, cal.temperature, progress)
+    final = fst.export(config, model, features_all, ood_features, cal, ood.components, out, progress)
+    export_check, check_images = fst.check_export(
+        config, cache, final, features_all, ood_features, cal.temperature, progress
+    )
     info = backbone_info(config.backbone)
     exported = export_onnx(final.path, out / ONNX_FILE, gradcam_layer=info["gradcam_layer"], check_images=check_images)
     progress(f"[final] wrote {out / ONNX_FILE}; ONNX Runtime vs TensorFlow {exported['check']}")
 
-    ood_report = transfer_meta.ood_summary(final, ood, features_all)
+    ood_report = transfer_meta.ood_summary(final, ood, ood_features)
+    ood_report["features"] = OOD_FEATURES_NOTE
+    ood_report["selection_rule"] = fst.OOD_SELECTION_RULE
     features_like = argparse.Namespace(preprocessing=config.preprocessing)
     training = finetune_meta.training_record(config, data, outputs, progress.elapsed)
     cv_report = transfer_meta.cv_report(

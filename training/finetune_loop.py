@@ -31,6 +31,8 @@ from .batches import BatchPlan, TrunkPlan, keras_dataset
 from .finetune_model import (
     DROPOUT_LAYER,
     build_finetune_model,
+    ood_feature_model,
+    pooled_trunk_output,
     prediction_model,
     split_at_trainable,
     top_prediction_model,
@@ -235,6 +237,19 @@ def fit(config, cache, train_idx, fit: int, fit_dir: Path, progress, stop=None, 
 
 class StopRun(Exception):
     """Raised by :func:`fit` when asked to stop (the checkpoint is on disk)."""
+
+
+def ood_features(config, cache, trunk=None) -> np.ndarray:
+    """The OOD detector's features of every clean image (N, C) float32: the
+    frozen trunk's pooled output (``finetune_model.ood_features_output``).
+    The trunk is the same function in every fit, so one matrix serves every
+    fold: from the trunk cache's clean rows, or else through a fresh model's
+    trunk (its frozen weights are the backbone file's)."""
+    if trunk is not None:
+        return pooled_trunk_output(trunk["clean"])
+    extractor = ood_feature_model(make_model(config, 0))
+    plan = BatchPlan(cache, np.arange(len(cache.y)), config.batch_size, config.preprocessing)
+    return np.concatenate([np.asarray(extractor.predict_on_batch(plan[b]), dtype=np.float32) for b in range(len(plan))])
 
 
 def predict(model, cache, indices, config, hflip_tta: bool = False, trunk=None) -> tuple[np.ndarray, np.ndarray]:

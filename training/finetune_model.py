@@ -28,6 +28,8 @@ EFFICIENTNET_LITE0 = "efficientnet_lite0"
 BACKBONES = (MOBILENET_V2, EFFICIENTNET_LITE0)
 MODEL_NAMES = {MOBILENET_V2: "mobilenet-v2-melanoma", EFFICIENTNET_LITE0: "efficientnet-lite0-melanoma"}
 FEATURES_LAYER = "features"  # the pooled (N, C) features: an output of the exported model
+OOD_FEATURES_LAYER = "ood_features"  # the pooled output of the frozen trunk: what the OOD detector measures
+OOD_FEATURES_NOTE = "the frozen trunk's output (ImageNet weights, below the first fine-tuned block), average-pooled"
 DROPOUT_LAYER = "head_dropout"
 
 
@@ -132,6 +134,39 @@ def _cut(model):
     return cut
 
 
+def ood_features_output(model):
+    """The out-of-distribution detector's input: the frozen trunk's output
+    (``_cut``), average-pooled; for a frozen backbone, the pooled features.
+
+    Not the fine-tuned pooled features: fine-tuning the top blocks for one
+    question (melanoma or not) collapses what is not dermoscopy towards the
+    middle of that space (a photo of a flower, a blank grey image and a
+    screenshot all lay closer to the training images' mean than most training
+    images did: docs/training.md, "Out-of-distribution detector"). Below the
+    cut the weights are ImageNet's, untouched by fine-tuning, and those
+    features still tell a flower from a mole.
+    """
+    from keras import layers
+
+    cut = _cut(model)
+    if len(cut.shape) == 2:
+        return cut
+    return layers.GlobalAveragePooling2D(name=OOD_FEATURES_LAYER)(cut)
+
+
+def ood_feature_model(model):
+    """``model``'s input -> :func:`ood_features_output` (N, C)."""
+    import keras
+
+    return keras.Model(model.input, ood_features_output(model), name="ood_features")
+
+
+def pooled_trunk_output(rows: np.ndarray) -> np.ndarray:
+    """:func:`ood_features_output` of trunk-cache rows (N, H, W, C) or (N, C)."""
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows.mean(axis=(1, 2)) if rows.ndim == 4 else rows
+
+
 def prediction_model(model):
     """``{"features": pooled, "logit": logit}`` of a fine-tune model (no dropout at inference)."""
     import keras
@@ -139,10 +174,25 @@ def prediction_model(model):
     return keras.Model(model.input, {"features": model.get_layer(FEATURES_LAYER).output, "logit": model.output})
 
 
+def build_ood_distance(ood_input, ood):
+    """``training.ood``'s squared distance of ``ood_input`` in built-in layers
+    (a whitening ``Dense``, a square, a sum), weights set from ``ood``."""
+    from keras import layers
+
+    proj = layers.Dense(ood.components, name="ood_projection")
+    z = proj(ood_input)
+    proj.set_weights([ood.projection.astype(np.float32), ood.bias.astype(np.float32)])
+    sq = layers.Multiply(name="ood_square")([z, z])
+    dist = layers.Dense(1, use_bias=False, name="ood_distance")
+    distance = dist(sq)
+    dist.set_weights([np.ones((ood.components, 1), dtype=np.float32)])
+    return distance
+
+
 def build_export_model(model, temperature: float, ood, name: str):
     """The shipped model: outputs ``probability`` (sigmoid of the logit over
     ``temperature``), ``ood_distance`` (``training.ood``'s Mahalanobis
-    distance of the pooled features) and ``features`` (the pooled features,
+    distance of :func:`ood_features_output`) and ``features`` (the pooled features,
     for site-specific heads). Built-in layers only; the Grad-CAM chain
     (last feature map -> average pool -> ``logit``) is what
     ``onnx_export.linear_gradcam_head`` needs."""
@@ -155,12 +205,6 @@ def build_export_model(model, temperature: float, ood, name: str):
     logit = logit_layer(features)
     logit_layer.set_weights([(kernel / temperature).astype(np.float32), (bias / temperature).astype(np.float32)])
     probability = layers.Activation("sigmoid", name="probability")(logit)
-    proj = layers.Dense(ood.components, name="ood_projection")
-    z = proj(features)
-    proj.set_weights([ood.projection.astype(np.float32), ood.bias.astype(np.float32)])
-    sq = layers.Multiply(name="ood_square")([z, z])
-    dist = layers.Dense(1, use_bias=False, name="ood_distance")
-    distance = dist(sq)
-    dist.set_weights([np.ones((ood.components, 1), dtype=np.float32)])
+    distance = build_ood_distance(ood_features_output(model), ood)
     outputs = {"probability": probability, "ood_distance": distance, "features": features}
     return keras.Model(model.input, outputs, name=name)

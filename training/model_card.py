@@ -167,6 +167,16 @@ export was checked against `{meta["file"]}` (probability within 1e-4).
 # ------------------------------------------------------------ transfer model
 
 
+def _ood_features(ood: dict) -> str:
+    return f" of {ood['features']}" if ood.get("features") else ""
+
+
+def _ood_features_of_card(meta: dict) -> str:
+    # Fine-tuned pooled features place non-dermoscopy images near the training
+    # mean, so fine-tuned models measure the frozen trunk (finetune_model.ood_features_output).
+    return meta.get("ood", {}).get("features") or "pooled features"
+
+
 def _onnx_sentence(meta: dict) -> str:
     if not meta.get("onnx_file"):
         return ""
@@ -271,7 +281,7 @@ metrics at the shipped threshold.
   outside it, sensitivity {band["sensitivity_outside"]:.3f} and specificity {band["specificity_outside"]:.3f}
   (targets {band["target_sensitivity"]}/{band["target_specificity"]}, at most {band["max_share"]:.0%} in band;
   met: {band["targets_met"]}).
-- **OOD**: squared Mahalanobis distance, {ood["components"]} PCA-whitened components; threshold
+- **OOD**: squared Mahalanobis distance{_ood_features(ood)}, {ood["components"]} PCA-whitened components; threshold
   {ood["threshold"]:.2f} = {ood["threshold_quantile"]:.0%} quantile of training distances (train pass rate
   {ood["train_pass_rate"]:.3f}; held-out folds flagged {ood["heldout_ood_rate"]:.3f}).
 """  # noqa: E501
@@ -308,7 +318,7 @@ logit layer on the global-average-pooled features were trained for {ft["epochs"]
 learning rate {ft["learning_rate"]}; batch {ft["batch_size"]}; {ft["batchnorm"]}), with fresh augmentation every
 epoch. Temperature-scaled (T = {meta["temperature"]:.4f}). Input: the whole dermoscopy image resized to {size} RGB,
 preprocessing `{meta["preprocessing"]}`, pixel values 0..255 (ImageNet normalisation is inside the model). Outputs:
-`probability`, the calibrated P(melanoma); `ood_distance`, a squared Mahalanobis distance of the image's pooled
-features from the training images'; `features`, the pooled features themselves. Test-time augmentation:
-{ft["tta"]}. Grad-CAM layer: `{meta["gradcam_layer"]}`. One file, `{meta["file"]}`
+`probability`, the calibrated P(melanoma); `ood_distance`, a squared Mahalanobis distance of the image's
+{_ood_features_of_card(meta)} from the training images'; `features`, the pooled features themselves.
+Test-time augmentation: {ft["tta"]}. Grad-CAM layer: `{meta["gradcam_layer"]}`. One file, `{meta["file"]}`
 ({meta.get("model_size_bytes", 0) / 1e6:.1f} MB). {_onnx_sentence(meta)}"""

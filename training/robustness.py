@@ -117,24 +117,31 @@ def evaluate(
     progress,
 ):
     """Metrics per shift on images ``idx``; ``extract(indices, make_input, label)``
-    returns pooled features. ``heads[f]`` / ``fold_oods[f]`` are fold ``f``'s
-    head and OOD model (trained without fold ``f``)."""
+    returns pooled features, or ``(features, ood_features)`` when the OOD
+    detector measures other features than the head (a fine-tuned backbone:
+    ``finetune_model.ood_features_output``; ``clean_features`` is then such a
+    pair too). ``heads[f]`` / ``fold_oods[f]`` are fold ``f``'s head and OOD
+    model (trained without fold ``f``)."""
     idx = np.asarray(idx)
     yy = y[idx]
     ff = folds[idx]
 
     def score(feats):
+        feats, ood_feats = feats if isinstance(feats, tuple) else (feats, feats)
         logit = np.empty(len(idx))
         dist = np.empty(len(idx))
         excess = np.empty(len(idx))
         for f in np.unique(ff):
             m = ff == f
             logit[m] = heads[f].logit(feats[m])
-            dist[m] = fold_oods[f].distance(feats[m])
+            dist[m] = fold_oods[f].distance(ood_feats[m])
             excess[m] = dist[m] > fold_oods[f].threshold
         return calibration.apply_temperature(logit, temperature), dist, excess
 
-    prob, dist, excess = score(clean_features[idx])
+    if isinstance(clean_features, tuple):
+        prob, dist, excess = score(tuple(x[idx] for x in clean_features))
+    else:
+        prob, dist, excess = score(clean_features[idx])
     clean = _metrics(yy, prob, threshold, band, dist, np.inf)
     clean["ood_rate"] = float(excess.mean())
     results = {"clean": {"description": "no shift (the clean out-of-fold predictions)", **clean}}
@@ -218,4 +225,8 @@ def write(out: Path, rob: dict, config) -> None:
     for name, r in rob["shifts"].items():
         lines.append(f"- **{name}**: {r['description']}")
     lines += ["", f"Framing decision: {rob['framing_decision']}.", ""]
+    if rob.get("band_note"):
+        lines += [f"Note: {rob['band_note']}.", ""]
+    if rob.get("ood_note"):
+        lines += [f"Note: {rob['ood_note']}.", ""]
     (out / "robustness.md").write_text("\n".join(lines), encoding="utf-8")

@@ -236,8 +236,9 @@ def calibrate(config, data: Data, cv: OuterCV, progress) -> Calibration:
     prob = calibration.apply_temperature(oof_logit, temperature)
     threshold = calibration.choose_threshold(y, prob, config.min_sensitivity)
     band = calibration.choose_band(
-        y, prob, threshold, config.band_sensitivity, config.band_specificity, config.band_max_share
-    )
+        y, prob, threshold, config.band_sensitivity, config.band_specificity, config.band_max_share,
+        min_referral_specificity=getattr(config, "band_referral_specificity", None),
+    )  # fmt: skip
     progress(
         f"[calibration] T={temperature:.4f} NLL {calibration.nll(oof_logit, y):.4f}->"
         f"{calibration.nll(oof_logit, y, temperature):.4f}; threshold {threshold:.4f}; "

@@ -6,7 +6,8 @@ Not collected by a plain ``pytest`` run (the file name does not start with
     SKINCARE_SCREENSHOTS=1 .venv/bin/pytest tests/portal/screenshots.py -p no:cacheprovider
 
 It seeds a clinic through cases.services, lets the real worker classify the
-demo images, and writes docs/screenshots/{worklist,patient,upload,review}.png.
+demo images, and writes docs/screenshots/{worklist,patient,upload,review}.png
+and the admin's docs/screenshots/admin-{predictions,model-version,monitoring}.png.
 """
 
 import datetime
@@ -15,11 +16,12 @@ import os
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from cases import services
-from inference.models import Prediction
+from inference.models import ModelVersion, Prediction
 from tests.e2e.conftest import wait_for
 from tests.factories import PatientFactory
 
@@ -43,7 +45,7 @@ def _load_every_image(page):
     )
 
 
-def test_take_screenshots(page, worker, owner, clinic, active_model, demo_image_paths):
+def test_take_screenshots(page, worker, owner, clinic, superuser, active_model, demo_image_paths):
     owner.first_name, owner.last_name = "Maria", "Alvarez"
     owner.save()
     now = timezone.now()
@@ -107,3 +109,14 @@ def test_take_screenshots(page, worker, owner, clinic, active_model, demo_image_
     page.get_by_label("Final diagnosis").select_option("melanoma")
     page.get_by_label("Biopsy requested").check()
     page.screenshot(path=OUT / "review.png", full_page=True)
+
+    # The admin, as an ML lead sees it (the superuser of the test fixtures).
+    page.context.clear_cookies()
+    sign_in(page, "root")
+    page.goto(reverse("admin:inference_prediction_changelist"))
+    page.screenshot(path=OUT / "admin-predictions.png", full_page=True)
+    page.goto(reverse("admin:inference_modelversion_change", args=[ModelVersion.objects.get(is_active=True).pk]))
+    page.screenshot(path=OUT / "admin-model-version.png", full_page=True)
+    page.goto(reverse("inference_monitoring"))
+    page.wait_for_load_state("load")
+    page.screenshot(path=OUT / "admin-monitoring.png", full_page=True)

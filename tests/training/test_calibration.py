@@ -73,6 +73,37 @@ def test_band_respects_share_cap_when_targets_unreachable():
     assert band["share_in_band"] <= 0.15 + 1e-9
 
 
+def separable(n=4000, seed=5):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return y, np.where(y == 1, rng.beta(6, 2, n), rng.beta(2, 6, n))
+
+
+def test_a_referral_specificity_floor_raises_the_lower_edge():
+    y, prob = separable()
+    t = calibration.choose_threshold(y, prob, 0.9)
+    free = calibration.choose_band(y, prob, t, 0.97, 0.97, max_share=0.3)
+    floor = free["referral_specificity"] + 0.05
+    held = calibration.choose_band(y, prob, t, 0.97, 0.97, max_share=0.3, min_referral_specificity=floor)
+    assert free["targets_met"] and not held["targets_met"]  # the floor wins over the outside targets
+    assert held["lo"] > free["lo"] and held["lo"] <= t < held["hi"]
+    assert held["referral_specificity"] >= floor
+    # referral = malignant or uncertain: the rates are those of p >= lo
+    benign, melanoma = prob[y == 0], prob[y == 1]
+    assert held["referral_specificity"] == pytest.approx((benign < held["lo"]).mean())
+    assert held["referral_sensitivity"] == pytest.approx((melanoma >= held["lo"]).mean())
+    assert held["referral_sensitivity"] >= (melanoma >= t).mean()
+
+
+def test_an_unreachable_referral_floor_is_ignored_not_fatal():
+    y, prob = separable(seed=6)
+    t = calibration.choose_threshold(y, prob, 0.9)
+    plain = calibration.choose_band(y, prob, t, 0.9, 0.9, max_share=0.3)
+    # lo <= t, so no band refers fewer benign lesions than the threshold itself does
+    impossible = calibration.choose_band(y, prob, t, 0.9, 0.9, max_share=0.3, min_referral_specificity=1.0)
+    assert (impossible["lo"], impossible["hi"]) == (plain["lo"], plain["hi"])
+
+
 def test_a_band_exists_when_melanoma_scores_saturate_at_one():
     # Well-separated cases: the calibrated melanoma scores are exactly 1.0, and so is the threshold.
     y = np.array([0] * 8 + [1] * 4)

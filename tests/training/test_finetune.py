@@ -75,6 +75,55 @@ def test_exported_model_has_features_output_and_frozen_batchnorm(full):
     assert {o.name for o in session.get_outputs()} == {"probability", "ood_distance", "features", "gradcam"}
 
 
+def test_the_ood_distance_measures_the_frozen_trunk_not_the_fine_tuned_features(full):
+    """Fine-tuned features pull non-dermoscopy images to the middle; the
+    detector measures the trunk below the first trainable block instead."""
+    import keras
+
+    from training.finetune_model import OOD_FEATURES_LAYER
+
+    model = keras.models.load_model(full / "model" / "model.keras", compile=False)
+    trunk_out = model.get_layer("block_16_expand").input  # the first fine-tuned block's input (--unfreeze-blocks 2)
+    assert model.get_layer(OOD_FEATURES_LAYER).input.shape == trunk_out.shape
+    assert model.get_layer("ood_projection").input.shape[-1] == 160  # the trunk's channels, not the 1280 features
+    meta = json.loads((full / "model" / "model.json").read_text())
+    assert "frozen trunk" in meta["ood"]["features"]
+    report = json.loads((full / "model" / "cv_report.json").read_text())
+    assert report["export_check"]["max_rel_distance_diff"] < 1e-3  # the file computes what training.ood fitted
+
+
+def test_refit_redoes_the_ood_and_band_stages_and_leaves_the_predictions(full, tmp_path):
+    import shutil
+
+    from training import refit
+
+    out = tmp_path / "model"
+    shutil.copytree(full / "model", out)
+    before = json.loads((out / "model.json").read_text())
+    image = sorted((DEMO / "malignant").glob("*.jpg"))[0].read_bytes()
+    from inference.runtime.predictor import Predictor
+
+    p_before = Predictor.from_dir(out).predict_source(image)
+    meta = refit.refit(out, DEMO, progress=lambda m: None, baseline_report=None)
+    p_after = Predictor.from_dir(out).predict_source(image)
+    assert p_after.probability_malignant == pytest.approx(p_before.probability_malignant, abs=1e-5)
+    assert meta["threshold"] == before["threshold"] and meta["temperature"] == before["temperature"]
+    assert "frozen trunk" in meta["ood"]["features"]
+    report = json.loads((out / "cv_report.json").read_text())
+    assert report["uncertain_band"]["min_referral_specificity"] == 0.85
+    band = report["uncertain_band"]
+    assert list(meta["uncertain_band"]) == pytest.approx([band["lo"], band["hi"]])
+    assert report["ood"]["refit"].startswith("python -m training refit")
+    assert "refit" in (out / "robustness.md").read_text()
+
+
+def test_refit_refuses_a_frozen_model_folder(tmp_path):
+    from training import refit
+
+    with pytest.raises(SystemExit, match="not a fine-tuned model"):
+        refit.refit(ROOT / "models" / "mobilenet-v2-melanoma-v2", DEMO, progress=lambda m: None)
+
+
 def test_cli_and_worker_load_the_model(full):
     from inference.runtime.predictor import Predictor
 
