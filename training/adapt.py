@@ -198,7 +198,9 @@ def run(config: AdaptConfig) -> dict:
         min_sensitivity=config.min_sensitivity,
         base_head=base.head(),
     )
-    ood, ood_info = ood_statistics(xs, xt, y, config.seed)
+    # The site's own OOD statistics, in the space the base's detector measures.
+    xs_ood = xs if base.ood_is_features else base.extract_ood(arrays)
+    ood, ood_info = ood_statistics(xs_ood, base.sample.ood_input, y, config.seed)
     site, name, version = _default_names(config, base.metadata)
 
     out.parent.mkdir(parents=True, exist_ok=True)

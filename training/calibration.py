@@ -198,6 +198,30 @@ def choose_band(
     }
 
 
+def nested_band_rates(y, prob, folds, min_sensitivity: float, **band_options) -> list[dict]:
+    """Per fold ``f``: the threshold and band chosen on the other folds'
+    out-of-fold probabilities (:func:`choose_threshold`, :func:`choose_band`
+    with ``band_options``), and their rates on fold ``f``. The band is
+    reported on the data it was chosen on; these say what it does on data it
+    was not."""
+    y = np.asarray(y).astype(int).ravel()
+    prob = np.asarray(prob, dtype=np.float64).ravel()
+    out = []
+    for f in np.unique(folds):
+        tr = folds != f
+        t = choose_threshold(y[tr], prob[tr], min_sensitivity)
+        band = choose_band(y[tr], prob[tr], t, **band_options)
+        out.append(
+            {
+                "fold": int(f),
+                "lo": band["lo"],
+                "hi": band["hi"],
+                **band_rates(y[~tr], prob[~tr], band["lo"], band["hi"]),
+            }
+        )
+    return out
+
+
 def band_rates(y, prob, lo: float, hi: float) -> dict:
     """Share in band and sensitivity/specificity outside ``[lo, hi)``."""
     return _outside_rates(np.asarray(y).astype(int).ravel(), np.asarray(prob, dtype=np.float64).ravel(), lo, hi)

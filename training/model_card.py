@@ -167,6 +167,23 @@ export was checked against `{meta["file"]}` (probability within 1e-4).
 # ------------------------------------------------------------ transfer model
 
 
+def _referral(band: dict) -> str:
+    """ "Uncertain" sends the patient on, as "malignant" does: the band's referral rates, when recorded."""
+    if "referral_specificity" not in band:
+        return ""
+    text = (
+        f"\n  Counting uncertain as a referral: sensitivity {band['referral_sensitivity']:.3f}, specificity "
+        f"{band['referral_specificity']:.3f}"
+    )
+    if "nested" in band:
+        n = band["nested"]
+        text += (
+            f" (band chosen on four folds, applied to the fifth: {n['referral_sensitivity']:.3f} / "
+            f"{n['referral_specificity']:.3f}, {n['share_in_band']:.1%} in band)"
+        )
+    return text + "."
+
+
 def _ood_features(ood: dict) -> str:
     return f" of {ood['features']}" if ood.get("features") else ""
 
@@ -280,7 +297,7 @@ metrics at the shipped threshold.
 - **Uncertain band [{band["lo"]:.4f}, {band["hi"]:.4f})**: {band["share_in_band"]:.1%} of OOF images fall inside;
   outside it, sensitivity {band["sensitivity_outside"]:.3f} and specificity {band["specificity_outside"]:.3f}
   (targets {band["target_sensitivity"]}/{band["target_specificity"]}, at most {band["max_share"]:.0%} in band;
-  met: {band["targets_met"]}).
+  met: {band["targets_met"]}).{_referral(band)}
 - **OOD**: squared Mahalanobis distance{_ood_features(ood)}, {ood["components"]} PCA-whitened components; threshold
   {ood["threshold"]:.2f} = {ood["threshold_quantile"]:.0%} quantile of training distances (train pass rate
   {ood["train_pass_rate"]:.3f}; held-out folds flagged {ood["heldout_ood_rate"]:.3f}).

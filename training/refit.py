@@ -105,13 +105,20 @@ def refit_band(oof: dict, meta: dict, cv_report: dict, progress) -> dict:
         y, prob, float(meta["threshold"]), d.band_sensitivity, d.band_specificity, d.band_max_share,
         min_referral_specificity=d.band_referral_specificity,
     )  # fmt: skip
+    nested = calibration.nested_band_rates(
+        y, prob, folds, d.min_sensitivity, target_sensitivity=d.band_sensitivity,
+        target_specificity=d.band_specificity, max_share=d.band_max_share,
+        min_referral_specificity=d.band_referral_specificity,
+    )  # fmt: skip
+    band = calibration.with_nested(band, nested)
     cv_report["uncertain_band"] = band
     cv_report["uncertain_band_per_fold"] = [
         calibration.band_rates(y[folds == f], prob[folds == f], band["lo"], band["hi"]) for f in np.unique(folds)
     ]
     progress(
         f"[band] [{band['lo']:.4f}, {band['hi']:.4f}) share {band['share_in_band']:.3f}; referral sensitivity "
-        f"{band['referral_sensitivity']:.3f}, specificity {band['referral_specificity']:.3f}"
+        f"{band['referral_sensitivity']:.3f}, specificity {band['referral_specificity']:.3f}; nested "
+        f"{band['nested']['referral_sensitivity']:.3f} / {band['nested']['referral_specificity']:.3f}"
     )
     return band
 

@@ -48,6 +48,13 @@ class TrainingSample:
     y: np.ndarray  # (n,) int
     files: list[str]
     model_sha256: str
+    # What the base's OOD detector measures, when that is not ``features``
+    # (a fine-tuned base: the frozen trunk, finetune_model.ood_features_output).
+    ood_features: np.ndarray | None = None
+
+    @property
+    def ood_input(self) -> np.ndarray:
+        return self.features if self.ood_features is None else self.ood_features
 
 
 @dataclass
@@ -90,6 +97,33 @@ class BaseModel:
 
     def features_tensor(self):
         return self.keras_model().get_layer(FEATURES_LAYER_INPUT_OF).input
+
+    def ood_tensor(self):
+        """What the base's OOD detector measures: the input of its
+        ``ood_projection`` layer (a fine-tuned base measures the frozen
+        trunk, not the fine-tuned features: docs/training.md), else the
+        pooled features."""
+        try:
+            return self.keras_model().get_layer("ood_projection").input
+        except ValueError:
+            return self.features_tensor()
+
+    @property
+    def ood_is_features(self) -> bool:
+        from .finetune_model import OOD_FEATURES_LAYER
+
+        return OOD_FEATURES_LAYER not in {layer.name for layer in self.keras_model().layers}
+
+    def extract_ood(self, arrays, batch_size: int = 32) -> np.ndarray:
+        """:meth:`ood_tensor` of preprocessed arrays; float32 (N, d')."""
+        import keras
+
+        extractor = keras.Model(self.keras_model().input, self.ood_tensor())
+        out = [
+            np.asarray(extractor.predict_on_batch(np.stack(arrays[s : s + batch_size]).astype(np.float32)))
+            for s in range(0, len(arrays), batch_size)
+        ]
+        return np.concatenate(out).astype(np.float32)
 
     def head(self):
         """The base model's own (temperature-folded) head as a LinearHead."""
@@ -135,7 +169,7 @@ class BaseModel:
         probability = layers.Activation("sigmoid", name="probability")(logit)
         k = int(ood_projection.shape[1])
         proj = layers.Dense(k, name="ood_projection")
-        z = proj(features)
+        z = proj(self.ood_tensor())
         proj.set_weights([ood_projection.astype(np.float32), ood_bias.astype(np.float32)])
         sq = layers.Multiply(name="ood_square")([z, z])
         dist_layer = layers.Dense(1, use_bias=False, name="ood_distance")
@@ -152,6 +186,7 @@ def read_sample(path: Path) -> TrainingSample:
                 y=data["y"].astype(int),
                 files=[str(f) for f in data["files"]],
                 model_sha256=str(data["model_sha256"]),
+                ood_features=data["ood_features"].astype(np.float32) if "ood_features" in data.files else None,
             )
     except (OSError, KeyError, ValueError) as exc:
         raise BaseModelError(f"{path} is not a readable training-feature sample ({exc})") from None
@@ -201,6 +236,7 @@ def save_sample(path: Path, sample: TrainingSample) -> None:
         y=sample.y.astype(np.int8),
         files=np.array(sample.files),
         model_sha256=np.array(sample.model_sha256),
+        **({} if sample.ood_features is None else {"ood_features": sample.ood_features.astype(np.float16)}),
     )
     os.replace(tmp, path)
 
@@ -230,6 +266,7 @@ def write_training_sample(base_dir, data_dir, n: int, seed: int = 0, progress=pr
         y=np.asarray(y, dtype=int),
         files=[p.relative_to(data_dir).as_posix() for p in paths],
         model_sha256=stub.model_sha256,
+        ood_features=None if stub.ood_is_features else stub.extract_ood(arrays),
     )
     save_sample(base_dir / SAMPLE_FILE, sample)
     return sample

@@ -249,6 +249,12 @@ def calibrate(config, data: Data, cv: OuterCV, progress) -> Calibration:
     summary = summarise(per_fold)
     pooled = binary_metrics(y, prob, threshold)
     ci = bootstrap_ci(y, prob, threshold, data.groups, config.bootstrap, config.seed)
+    nested_band = calibration.nested_band_rates(
+        y, prob, folds, config.min_sensitivity, target_sensitivity=config.band_sensitivity,
+        target_specificity=config.band_specificity, max_share=config.band_max_share,
+        min_referral_specificity=getattr(config, "band_referral_specificity", None),
+    )  # fmt: skip
+    band = calibration.with_nested(band, nested_band)
     per_fold_band = [
         calibration.band_rates(y[folds == f], prob[folds == f], band["lo"], band["hi"]) for f in range(config.folds)
     ]

@@ -132,6 +132,7 @@ def model_json(config, features, cal, final, ood_report: dict, training: dict) -
             "threshold": final.ood.threshold,
             "train_pass_rate": ood_report["train_pass_rate"],
             "heldout_pass_rate": 1 - ood_report["heldout_ood_rate"],
+            **({"features": ood_report["features"]} if "features" in ood_report else {}),
         },
         "gradcam_layer": LAST_CONV_LAYER,
         "metrics": metrics,
