@@ -27,6 +27,7 @@ Features are cached under --work. See docs/site-adaptation.md.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -85,26 +86,41 @@ def site_cases(data: Path, site: str, seed: int, exclude: set, n_mal: int, n_ben
 
 
 def site_features(base, data, site, seed, exclude, work: Path, progress):
+    """Features of the site's images (the device's), cached under ``work``.
+
+    Also cached, for the method comparisons and the training-set caveat: the
+    same device images flipped left-right and top-bottom (test-time
+    augmentation), and the clean archive originals (what the base model was
+    trained on), with the file names (its out-of-fold predictions are keyed
+    by them).
+    """
     n_mal, n_ben = N_ADAPT_MAL + N_EVAL_MAL, N_ADAPT_BEN + N_EVAL_BEN
     cache = work / f"features-{site}-{seed}.npz"
     if cache.is_file():
         with np.load(cache) as f:
-            return f["x_mal"], f["x_ben"]
+            return dict(f)
     mal, ben = site_cases(data, site, seed, exclude, n_mal, n_ben)
     folder = work / f"site-{site}-{seed}"
-    arrays = {}
+    arrays, clean = {}, {}
     for label, paths in (("malignant", mal), ("benign", ben)):
         (folder / label).mkdir(parents=True, exist_ok=True)
-        arrays[label] = []
+        arrays[label], clean[label] = [], []
         for p in paths:
             target = folder / label / p.name
             with Image.open(p) as im:
                 device_image(im.convert("RGB"), DEVICES[site]).save(target, quality=95)
             arrays[label].append(base.load_image(target))
+            clean[label].append(base.load_image(p))
     progress(f"site {site} seed {seed}: {len(mal)} + {len(ben)} images written to {folder}; extracting")
-    x_mal, x_ben = base.extract(arrays["malignant"]), base.extract(arrays["benign"])
-    np.savez(cache, x_mal=x_mal, x_ben=x_ben)
-    return x_mal, x_ben
+    out = {}
+    for key, label in (("mal", "malignant"), ("ben", "benign")):
+        out[f"x_{key}"] = base.extract(arrays[label])
+        out[f"x_{key}_hflip"] = base.extract([a[:, ::-1] for a in arrays[label]])
+        out[f"x_{key}_vflip"] = base.extract([a[::-1] for a in arrays[label]])
+        out[f"c_{key}"] = base.extract(clean[label])
+        out[f"files_{key}"] = np.array([p.relative_to(data).as_posix() for p in (mal if key == "mal" else ben)])
+    np.savez(cache, **out)
+    return out
 
 
 def referral_rates(y, prob, lo):
@@ -149,10 +165,18 @@ def one_run(base, x_mal, x_ben, n_mal, seed):
     }
 
 
+def read_oof(path: Path) -> dict:
+    """file -> the base model's cross-validated (out-of-fold) probability, if it ships them."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        return {row["file"]: float(row["probability"]) for row in csv.DictReader(fh)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--base", type=Path, default=Path("models/mobilenet-v2-melanoma-v2"))
+    parser.add_argument("--base", type=Path, default=Path("models/mobilenet-v2-melanoma-v3"), help="base model folder")
     parser.add_argument("--work", type=Path, default=Path("/work/runs/sites/sim"))
     parser.add_argument("--sites", nargs="+", default=list(DEVICES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -165,6 +189,7 @@ def main(argv=None) -> int:
         print(f"[{time.time() - t0:6.0f}s] {msg}", flush=True)
 
     base = open_base(args.base)
+    oof = read_oof(args.base / "oof_predictions.csv")
     exclude = set(base.sample.files)
     model = base.keras_model()
     w, b = model.get_layer("logit").get_weights()
@@ -173,12 +198,23 @@ def main(argv=None) -> int:
     results = []
     for site in args.sites:
         for seed in args.seeds:
-            x_mal, x_ben = site_features(base, args.data, site, seed, exclude, args.work, progress)
+            f = site_features(base, args.data, site, seed, exclude, args.work, progress)
+            x_mal, x_ben = f["x_mal"], f["x_ben"]
+            # The training-set caveat: the global head on the clean originals of the
+            # evaluation images (which the base model trained on) against the
+            # base model's out-of-fold probabilities of the same images.
+            eval_files = np.r_[f["files_mal"][N_ADAPT_MAL:], f["files_ben"][N_ADAPT_BEN:]]
+            clean = np.concatenate([f["c_mal"][N_ADAPT_MAL:], f["c_ben"][N_ADAPT_BEN:]])
             for n_mal in args.sizes:
                 r = one_run(base, x_mal, x_ben, n_mal, seed)
                 xe, ye = r.pop("xe"), r.pop("ye")
                 p_global = calibration.sigmoid(xe @ w[:, 0] + b[0])
                 r["global"] = evaluate(ye, p_global, meta["threshold"], meta.get("uncertain_band"))
+                r["global_clean_roc_auc"] = binary_metrics(ye, calibration.sigmoid(clean @ w[:, 0] + b[0]), 0.5)[
+                    "roc_auc"
+                ]
+                if oof:
+                    r["oof_clean_roc_auc"] = binary_metrics(ye, np.array([oof[k] for k in eval_files]), 0.5)["roc_auc"]
                 r.update(site=site, seed=seed)
                 results.append(r)
                 a, g = r["adapted"], r["global"]
@@ -199,6 +235,9 @@ def main(argv=None) -> int:
         summary[n_mal]["min_adapted"] = {k: float(np.min([r["adapted"][k] for r in rows])) for k in rows[0]["adapted"]}
         summary[n_mal]["max_adapted_ece"] = float(np.max([r["adapted"]["ece"] for r in rows]))
         summary[n_mal]["ways"] = {w: sum(r["way"] == w for r in rows) for w in site_head.WAYS}
+        for key in ("global_clean_roc_auc", "oof_clean_roc_auc"):
+            if key in rows[0]:
+                summary[n_mal][key] = float(np.mean([r[key] for r in rows]))
     args.out.write_text(json.dumps({"runs": results, "summary": summary}, indent=1, default=float) + "\n")
     print(json.dumps(summary, indent=1))
     return 0
