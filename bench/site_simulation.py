@@ -39,6 +39,7 @@ from PIL import Image, ImageFilter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training import calibration, site_head  # noqa: E402
+from training.adapt import AdaptConfig  # noqa: E402
 from training.data import list_images  # noqa: E402
 from training.metrics import binary_metrics  # noqa: E402
 from training.shifts import channel_gains, jpeg, vignette  # noqa: E402
@@ -51,6 +52,7 @@ DEVICES = {
     "C": {"gains": (1.1, 0.8, 1.15), "vignette": 0.46, "blur": 2.0, "quality": 45, "benign": "darker"},
 }
 N_ADAPT_MAL, N_ADAPT_BEN, N_EVAL_MAL, N_EVAL_BEN = 20, 80, 40, 160
+CONFIG = AdaptConfig(base=Path("."), data=Path("."), out=Path("."))
 
 
 def device_image(img: Image.Image, d: dict) -> Image.Image:
@@ -149,8 +151,10 @@ def one_run(base, x_mal, x_ben, n_mal, seed):
     xe = np.concatenate([x_mal[N_ADAPT_MAL:], x_ben[N_ADAPT_BEN:]])
     ye = np.r_[np.ones(len(x_mal) - N_ADAPT_MAL, int), np.zeros(len(x_ben) - N_ADAPT_BEN, int)]
     xt, yt = base.sample.features, base.sample.y
-    nested = site_head.nested_cv(xs, ys, xt, yt, seed=seed, base_head=base.head())
-    final = site_head.fit_site_head(nested.way, xs, ys, xt, yt, seed=seed, base_head=base.head())
+    # The command's folds and options (AdaptConfig's defaults), so that these figures are its.
+    opts = {"base_head": base.head(), "inner": CONFIG.inner_folds, "align": CONFIG.align}
+    nested = site_head.nested_cv(xs, ys, xt, yt, seed=seed, outer=CONFIG.outer_folds, **opts)
+    final = site_head.fit_site_head(nested.way, xs, ys, xt, yt, seed=seed, **opts)
     p_site = final.calibration.apply(final.head.logit(xe))
     band = [final.band["lo"], final.band["hi"]]
     return {

@@ -233,8 +233,13 @@ def nested_cv(
     base_head=None,
     align="none",
     referral_sensitivity=REFERRAL_SENSITIVITY,
+    other_referrals=(),
 ):
     """Outer-CV figures of each way (see the module docstring) and the way kept.
+
+    ``other_referrals``: further referral sensitivities whose outer referral
+    rates are added to the metrics (``referral_sensitivity@0.9``, ...), for
+    comparing referral rules (bench/site_methods.py) in one pass.
 
     ``base_head`` (a LinearHead: the base model's calibrated head) is needed
     for the ``global`` way, which is skipped without it. ``align``
@@ -258,6 +263,7 @@ def nested_cv(
             prob = np.zeros(len(ys))
             called = np.zeros(len(ys), dtype=bool)
             referred = np.zeros(len(ys), dtype=bool)
+            others = {r: np.zeros(len(ys), dtype=bool) for r in other_referrals}
             fold_rows = []
             for f, (tr, va) in enumerate(outer_splits):
                 xa = aligned[f]
@@ -269,9 +275,11 @@ def nested_cv(
                 prob[va] = cal.apply(head.logit(xa[va]))
                 called[va] = prob[va] >= thr
                 referred[va] = prob[va] >= lo
+                for r, flags in others.items():
+                    flags[va] = prob[va] >= choose_band(ys[tr], inner_prob, thr, r)["lo"]
                 fold_rows.append({"fold": f, "n": int(len(va)), "c": c, "threshold": round(thr, 6)})
             per_way[way] = {
-                "metrics": outer_metrics(ys, prob, called, referred),
+                "metrics": {**outer_metrics(ys, prob, called, referred), **_referral_rates(ys, others)},
                 "folds": fold_rows,
                 "prob": prob,
                 "called": called,
@@ -302,6 +310,14 @@ def choose_way(y, per_way, seed, n_boot=BOOTSTRAP, confidence=CONFIDENCE):
         wins += a > b
     evidence["p_better"] = wins / n_boot
     return (best if wins / n_boot >= confidence else default), evidence
+
+
+def _referral_rates(y, referred_by_level) -> dict:
+    out = {}
+    for r, flags in referred_by_level.items():
+        out[f"referral_sensitivity@{r}"] = float(flags[y == 1].mean())
+        out[f"referral_specificity@{r}"] = float((~flags)[y == 0].mean())
+    return out
 
 
 def outer_metrics(y, prob, called, referred=None) -> dict:

@@ -98,6 +98,7 @@ def write_all(
             },
             "backbone": "the base model's, unchanged",
             "way": nested.way,
+            "alignment": final.alignment,
             "why": (
                 "the highest outer nested-CV ROC-AUC on the site's own cases when a paired bootstrap finds it "
                 "better than the way closest to the global model in >= 90% of resamples; else that way"

@@ -49,6 +49,7 @@ def test_the_folder_is_complete(adapted):
     assert "features" in meta["output"]
     site = meta["site_adaptation"]
     assert site["way"] in ("site", "site+training", "global+site", "global")
+    assert site["alignment"] == "none"  # the command's default (docs/site-adaptation.md)
     assert site["n_cases"] == 16 and site["n_malignant"] == 8
     assert 0.0 <= site["cv"]["sensitivity"] <= 1.0
     assert set(site["comparison"]) == {"site", "site+training", "global+site", "global"}

@@ -148,6 +148,18 @@ class TestSiteHead:
         assert result.way in site_head.WAYS
         assert sorted(np.bincount(result.folds)) == [25, 25, 25, 25]
 
+    def test_other_referral_rules_are_scored_in_the_same_pass(self):
+        xs, ys, xt, yt = synthetic(6)
+        level = site_head.REFERRAL_SENSITIVITY
+        result = site_head.nested_cv(xs, ys, xt, yt, cs=(0.1,), outer=3, inner=3, other_referrals=(level, 0.5))
+        for r in result.per_way.values():
+            m = r["metrics"]
+            # the default rule again gives the default figures; a laxer one refers no more melanomas
+            assert m[f"referral_sensitivity@{level}"] == m["referral_sensitivity"]
+            assert m[f"referral_specificity@{level}"] == m["referral_specificity"]
+            assert m["referral_sensitivity@0.5"] <= m["referral_sensitivity"]
+            assert m["referral_specificity@0.5"] >= m["referral_specificity"]
+
     def test_without_a_base_head_the_global_ways_are_skipped(self):
         xs, ys, xt, yt = synthetic(1)
         result = site_head.nested_cv(xs, ys, xt, yt, cs=(0.1,), outer=3, inner=3)
