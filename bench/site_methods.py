@@ -51,7 +51,7 @@ VARIANTS = {
 }
 # The referral edge is set for this out-of-fold sensitivity (site_head.REFERRAL_SENSITIVITY
 # and the others); every variant is scored at each, in the same pass.
-REFERRALS = (site_head.REFERRAL_SENSITIVITY, 0.925, 0.90)
+REFERRALS = (site_head.REFERRAL_SENSITIVITY, 0.925, 0.90, "normal:0.95", "normal:0.925", "normal:0.90")
 KEYS = ("roc_auc", "ece", *(f"referral_{m}@{r}" for r in REFERRALS for m in ("sensitivity", "specificity")))
 CONFIG = AdaptConfig(base=Path("."), data=Path("."), out=Path("."))  # the command's folds
 
