@@ -195,27 +195,10 @@ class NestedResult:
     evidence: dict = field(default_factory=dict)  # how the way was chosen (choose_way)
 
 
-def referral_threshold(y, prob, rule) -> float:
-    """Where a case starts being referred, for ``rule``:
-
-    - a number: the highest threshold whose out-of-fold sensitivity reaches it
-      (an order statistic of the melanomas' scores: the second-lowest of 20 for 0.95);
-    - ``"normal:LEVEL"``: the LEVEL lower quantile of a normal fitted to the
-      melanomas' logits (every melanoma's score moves it a little, none alone).
-    """
-    if isinstance(rule, str) and rule.startswith("normal:"):
-        from statistics import NormalDist
-
-        z = calibration.logit(np.asarray(prob, dtype=np.float64)[np.asarray(y) == 1])
-        edge = float(np.mean(z) - NormalDist().inv_cdf(float(rule.split(":", 1)[1])) * np.std(z, ddof=1))
-        return float(calibration.sigmoid(edge))
-    return calibration.choose_threshold(y, prob, float(rule))
-
-
 def choose_band(y, prob, threshold, referral_sensitivity=REFERRAL_SENSITIVITY, **targets) -> dict:
     """``calibration.choose_band``, its lower edge lowered to the referral threshold when that is lower."""
     band = calibration.choose_band(y, prob, threshold, **targets)
-    referral = referral_threshold(y, prob, referral_sensitivity)
+    referral = calibration.referral_threshold(y, prob, referral_sensitivity)
     if referral < band["lo"]:
         band = {**band, "lo": referral, **calibration.band_rates(y, prob, referral, band["hi"])}
     return band

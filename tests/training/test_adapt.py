@@ -163,11 +163,11 @@ class TestSiteHead:
     def test_the_referral_edge_rules(self):
         y = np.array([1, 1, 1, 0, 0])
         prob = calibration.sigmoid(np.array([-1.0, 0.0, 1.0, -3.0, -2.0]))  # melanoma logits: mean 0, sd 1
-        assert site_head.referral_threshold(y, prob, "normal:0.5") == pytest.approx(0.5)
-        assert site_head.referral_threshold(y, prob, "normal:0.8413447") == pytest.approx(calibration.sigmoid(-1.0))
+        assert calibration.referral_threshold(y, prob, "normal:0.5") == pytest.approx(0.5)
+        assert calibration.referral_threshold(y, prob, "normal:0.8413447") == pytest.approx(calibration.sigmoid(-1.0))
         # a number: the highest threshold keeping that share of melanomas (here all three)
-        assert site_head.referral_threshold(y, prob, 1.0) <= prob[0]
-        assert site_head.referral_threshold(y, prob, 1.0) > prob[4]
+        assert calibration.referral_threshold(y, prob, 1.0) <= prob[0]
+        assert calibration.referral_threshold(y, prob, 1.0) > prob[4]
 
     def test_without_a_base_head_the_global_ways_are_skipped(self):
         xs, ys, xt, yt = synthetic(1)
