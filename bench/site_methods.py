@@ -14,13 +14,14 @@ for each variant of the method, per site and seed:
 Variants: ``align`` (``training.site_head.fit_alignment``: none / shift /
 affine, fitted on the outer-training benign cases of each fold),
 ``tta`` (features averaged over the image and its two flips, adaptation and
-evaluation images alike), ``referral`` (the out-of-fold sensitivity the
-referral edge is set for).
+evaluation images alike); every variant is also scored with several
+referral edges (``REFERRALS``: the out-of-fold sensitivity the edge is set
+for, or a quantile of a normal fitted to the melanomas' logits).
 
 Usage (from the repository root, after site_simulation.py has filled --work):
 
     nice -n 10 .venv/bin/python bench/site_methods.py --base models/mobilenet-v2-melanoma-v3 \\
-        --work /work/runs/site-v3/sim --out /work/runs/site-v3/methods.json
+        --work ../runs/site-v3/sim --out ../runs/site-v3/methods.json
 
 See docs/site-adaptation.md.
 """

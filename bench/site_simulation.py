@@ -9,17 +9,18 @@ archive's benign images (which benign lesions a clinic sees). The images are
 written as JPEG files and go through the worker's preprocessing.
 
 Per site and seed: the first 100 images (20 melanomas) adapt the head with
-the same functions as ``python -m training adapt`` (nested CV, final head,
-calibration, threshold, band; on features, without the export); the next
+the same functions and folds as ``python -m training adapt`` (nested CV, final
+head, calibration, threshold, band; on features, without the export); the next
 200 (40 melanomas) are scored by the global model and by the adapted one.
 Referral = malignant or uncertain. Also, for the minimum-size question, the
 same with 10 and 15 melanomas (and 4 benign lesions per melanoma).
 
-Usage (from the repository root; about 1 min per site and seed on 2 busy cores):
+Usage (from the repository root; about 1.5 min per site and seed on 2 busy cores,
+plus about 1 min per site and seed the first time, to extract and cache the features):
 
-    nice -n 10 .venv/bin/python bench/site_simulation.py \
-        --data ../shared/datasets/melanoma-10k/train --work /work/runs/sites/sim \
-        --sites A B C --seeds 0 1 2 --out /work/runs/sites/sim/results.json
+    nice -n 10 .venv/bin/python bench/site_simulation.py --base models/mobilenet-v2-melanoma-v3 \
+        --data ../shared/datasets/melanoma-10k/train --work ../runs/site-v3/sim \
+        --sites A B C --seeds 0 1 2 --sizes 10 15 20 --out ../runs/site-v3/sim/results-final.json
 
 Features are cached under --work. See docs/site-adaptation.md.
 """
@@ -181,7 +182,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--base", type=Path, default=Path("models/mobilenet-v2-melanoma-v3"), help="base model folder")
-    parser.add_argument("--work", type=Path, default=Path("/work/runs/sites/sim"))
+    parser.add_argument("--work", type=Path, default=Path("../runs/sites/sim"))
     parser.add_argument("--sites", nargs="+", default=list(DEVICES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--sizes", nargs="+", type=int, default=[10, 15, 20], help="melanomas in the adapt set")
