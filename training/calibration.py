@@ -211,15 +211,15 @@ def nested_band_rates(y, prob, folds, min_sensitivity: float, **band_options) ->
         tr = folds != f
         t = choose_threshold(y[tr], prob[tr], min_sensitivity)
         band = choose_band(y[tr], prob[tr], t, **band_options)
-        out.append(
-            {
-                "fold": int(f),
-                "lo": band["lo"],
-                "hi": band["hi"],
-                **band_rates(y[~tr], prob[~tr], band["lo"], band["hi"]),
-            }
-        )
+        rates = band_rates(y[~tr], prob[~tr], band["lo"], band["hi"])
+        out.append({"fold": int(f), "lo": band["lo"], "hi": band["hi"], **rates})
     return out
+
+
+def with_nested(band: dict, nested: list[dict]) -> dict:
+    """``band`` with its :func:`nested_band_rates` and their means."""
+    keys = ("share_in_band", "referral_sensitivity", "referral_specificity")
+    return {**band, "nested": {k: float(np.mean([r[k] for r in nested])) for k in keys}, "nested_per_fold": nested}
 
 
 def band_rates(y, prob, lo: float, hi: float) -> dict:

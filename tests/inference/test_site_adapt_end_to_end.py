@@ -80,6 +80,17 @@ def test_the_onnx_export_keeps_the_base_outputs(adapted):
     np.testing.assert_allclose(ours["features"], theirs["features"], rtol=1e-4, atol=1e-4)
 
 
+def test_its_ood_detector_measures_the_base_detectors_space(adapted):
+    """v3's detector measures the frozen trunk (160 channels), not the fine-tuned
+    1280 features, in which a flower sits at the training mean; so does the site's."""
+    import keras
+
+    site = keras.models.load_model(adapted / "model.keras", compile=False)
+    base = keras.models.load_model(SHIPPED_MODEL / "model.keras", compile=False)
+    for model in (site, base):
+        assert model.get_layer("ood_projection").input.shape[-1] == 160
+
+
 def test_the_predict_cli_runs_it_with_ood_and_heat_maps(adapted, tmp_path):
     images = sorted(str(p) for p in DEMO_IMAGES.glob("*/*.jpg"))[:2]
     result = subprocess.run(

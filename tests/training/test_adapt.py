@@ -124,6 +124,10 @@ def test_the_shipped_sample_matches_the_shipped_model(folder):
     assert sample.features.shape == (1000, 1280) and set(np.unique(sample.y)) == {0, 1}
     assert base.model_sha256 == sample.model_sha256
     assert len(set(sample.files)) == 1000
+    # a fine-tuned base's detector measures the frozen trunk: the sample carries that space too
+    assert (sample.ood_features is None) == base.ood_is_features
+    if sample.ood_features is not None:
+        assert sample.ood_features.shape == (1000, base.ood_tensor().shape[-1])
 
 
 def synthetic(seed, n_site=100, n_train=300, d=20, shift=1.5):

@@ -121,3 +121,20 @@ def test_the_site_adaptation_minimums_import_without_scipy():
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_nested_band_rates_choose_on_other_folds_and_score_the_held_out_one():
+    y, prob = separable(seed=7)
+    folds = np.arange(len(y)) % 4
+    nested = calibration.nested_band_rates(
+        y, prob, folds, 0.9, target_sensitivity=0.95, target_specificity=0.95, max_share=0.2
+    )
+    assert [r["fold"] for r in nested] == [0, 1, 2, 3]
+    for r in nested:
+        held = folds == r["fold"]
+        t = calibration.choose_threshold(y[~held], prob[~held], 0.9)
+        band = calibration.choose_band(y[~held], prob[~held], t, 0.95, 0.95, 0.2)
+        assert (r["lo"], r["hi"]) == (band["lo"], band["hi"])
+        assert r["referral_specificity"] == pytest.approx((prob[held & (y == 0)] < r["lo"]).mean())
+    summary = calibration.with_nested({"lo": 0.1}, nested)["nested"]
+    assert summary["referral_sensitivity"] == pytest.approx(np.mean([r["referral_sensitivity"] for r in nested]))
