@@ -86,6 +86,28 @@ def verify_decodes(data: bytes) -> tuple[str, int, int]:
         return image_format, width, height
 
 
+def decode_reduced(data: bytes, min_side: int) -> tuple[str, int, int, Image.Image]:
+    """``verify_decodes`` that keeps what it decoded: (format, width, height, upright 8-bit RGB image).
+
+    For the upload check, whose one decode also feeds the quality gate
+    (``core.images.check_image_bytes``). A JPEG is decoded at the smallest
+    DCT scale (1/8, 1/4, 1/2 or 1) that keeps both sides at least
+    ``min_side``: every block is still entropy-decoded, so damaged data
+    fails as in a full decode, and a phone photo costs what ``verify_decodes``
+    costs. Other formats are decoded in full. The EXIF orientation is
+    applied and the mode brought to RGB as ``open_image`` does; width and
+    height are those of the file (before any turn), as ``verify_decodes``
+    reports them.
+    """
+    with _decoding_errors(), Image.open(io.BytesIO(data)) as img:
+        _check_size(img)
+        image_format, (width, height) = img.format, img.size
+        if image_format == "JPEG":
+            img.draft(None, (min_side, min_side))  # Pillow picks the largest scale that keeps both sides >= min_side
+        img.load()
+        return image_format, width, height, _to_rgb(ImageOps.exif_transpose(img))
+
+
 def _check_size(img: Image.Image) -> None:
     if img.width * img.height > MAX_PIXELS:
         raise ImageError(
