@@ -349,12 +349,6 @@ def _flatten_light(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
 LESION_CHANNEL = np.array([0.15, 0.45, 0.40], dtype=np.float32)
 
 
-def _half(a: np.ndarray) -> np.ndarray:
-    """Mean of each 2 x 2 block (float32)."""
-    a = a.astype(np.float32)
-    return (a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]) * np.float32(0.25)
-
-
 def _lesion(rgb: np.ndarray, corrected=None, channel_sum=None, lit=None) -> tuple[np.ndarray, np.ndarray]:
     """(the lesion, the field of view), boolean SIZE x SIZE masks of a SIZE x SIZE RGB array.
 
@@ -373,11 +367,7 @@ def _lesion(rgb: np.ndarray, corrected=None, channel_sum=None, lit=None) -> tupl
     if corrected is None:
         corrected = _shades_of_gray(rgb, channel_sum > 3 * VIGNETTE_LEVEL if lit is None else lit)
     view = field_of_view(rgb, channel_sum)
-    v = (
-        _half(corrected[..., 0]) * LESION_CHANNEL[0]
-        + _half(corrected[..., 1]) * LESION_CHANNEL[1]
-        + _half(corrected[..., 2]) * LESION_CHANNEL[2]
-    )
+    v = (corrected.astype(np.float32) @ LESION_CHANNEL).reshape(HALF, 2, HALF, 2).mean(axis=(1, 3))
     half_view = view.reshape(HALF, 2, HALF, 2).all(axis=(1, 3))
     if half_view.sum() < 50:
         half_view = np.ones_like(half_view)
