@@ -46,8 +46,9 @@ EDGE = 6
 # Bumped whenever a measure changes, so that ``manage.py backfill_image_quality``
 # re-measures images measured by an older version (stored in the measures).
 # 3: measured (and hashed) from the upload check's reduced decode
-# (``gate_image``), no longer from a second, full decode: the same for a PNG
-# or a JPEG with a side under 512 px, slightly different for larger JPEGs.
+# (``gate_image``), no longer from a second, full decode: the same for an
+# image with a side under 512 px, slightly different for larger ones (a JPEG
+# DCT-scaled, a PNG reduced by block means before the resize to SIZE).
 MEASURES_VERSION = 3
 
 # Thresholds, chosen jointly in docs/image-quality.md (bench/image_quality.py

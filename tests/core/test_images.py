@@ -147,3 +147,25 @@ def test_a_truncated_jpeg_upload_is_refused():
     with pytest.raises(ValidationError) as error:
         images.check_upload(io.BytesIO(_big_jpeg()[:-2000]))
     assert error.value.code == "invalid_image"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_a_large_png_is_kept_reduced_and_upright(mode):
+    from training.preprocessing import decode_reduced, open_image
+
+    # Black left half, white right half (a palette keeps both); stored sideways ("turn 90 degrees clockwise").
+    img = Image.new("RGB", (2400, 1000), (0, 0, 0))
+    img.paste((255, 255, 255), (1200, 0, 2400, 1000))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    img.convert(mode).save(out, format="PNG", exif=exif)
+    data = out.getvalue()
+    image_format, width, height, kept = decode_reduced(data, quality.DECODE_SIDE)
+    assert (image_format, width, height) == ("PNG", 2400, 1000)
+    # Means of 3 x 3 blocks: no 2.4 MP copy is held, both sides stay >= 256.
+    assert (kept.mode, kept.size) == ("RGB", (334, 800))
+    upright = open_image(data)  # the worker's decode: turned, so the dark half is on top
+    assert upright.size == (1000, 2400)
+    assert kept.getpixel((167, 100)) == upright.getpixel((500, 300)) == (0, 0, 0)
+    assert kept.getpixel((167, 700)) == upright.getpixel((500, 2100)) == (255, 255, 255)
