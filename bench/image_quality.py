@@ -47,6 +47,15 @@ image (the false "already uploaded" alert rate against a library of this
 size) and the detection rate of re-encoded (JPEG q 60), resized (50%) and
 slightly cropped (2% and 4% off two sides) copies of a sample.
 
+Part 3 (``decode``): what measuring an upload from its check's reduced decode
+(``core.quality.gate_image``: a JPEG decoded at 1/8, 1/4 or 1/2 scale by DCT
+scaling) changes against measuring a full decode resized down (the gate's
+way before MEASURES_VERSION 3). The training images are 300 x 300, so they
+are decoded in full either way; here a sample of them is enlarged to phone
+sizes (``--sizes``, bilinear) and saved as JPEG (quality 92), and each file
+is measured both ways: per measure the differences, per check the images
+whose verdict changes, and the hash distance between the two ways.
+
 Usage (from the repository root; about 25 and 7 min on 2 busy cores):
 
     nice -n 5 .venv/bin/python bench/image_quality.py quality \\
@@ -54,6 +63,8 @@ Usage (from the repository root; about 25 and 7 min on 2 busy cores):
         --save /tmp/quality.json --calibrate
     nice -n 5 .venv/bin/python bench/image_quality.py duplicates \\
         --data ../shared/datasets/melanoma-10k/train --copies 500 --thresholds 32 40 48 56 64 --show-false 48
+    nice -n 5 .venv/bin/python bench/image_quality.py decode \
+        --data ../shared/datasets/melanoma-10k/train --per-class 150 --sizes 1024x768 2400x1800 4000x3000
 
 See docs/image-quality.md for the figures.
 """
@@ -184,7 +195,8 @@ def _measure_one(args):
     path, kinds, seed = args
     img = Image.open(path).convert("RGB")
     rng = np.random.default_rng(seed)
-    out = {"original": quality.measure(img)}
+    # The original measured as an upload of the file would be (the same pixels for these 300 px images).
+    out = {"original": quality.measure(quality.gate_image(Path(path).read_bytes()))}
     for kind in kinds:
         degraded = degrade(img, kind, rng)
         if degraded is not None:
@@ -414,9 +426,59 @@ def run_duplicates(args):
             print(f"  {d:>3} r={r:.2f} {paths[i].name} {paths[j].name}")
 
 
+def _both_ways(args):
+    """(measures, findings, hash) of one enlarged JPEG, measured from a full decode and from the gate's decode."""
+    path, size = args
+    from training.preprocessing import open_image
+
+    out = io.BytesIO()
+    Image.open(path).convert("RGB").resize(size, Image.Resampling.BILINEAR).save(out, "JPEG", quality=92)
+    data = out.getvalue()
+    ways = []
+    for img in (open_image(data), quality.gate_image(data)):
+        measures = quality.measure(img)
+        ways.append((measures, quality.judge(measures, quality.DERMOSCOPIC), quality.perceptual_hash(img)))
+    return ways
+
+
+def run_decode(args):
+    paths, labels = list_images(args.data)
+    rng = np.random.default_rng(args.seed)
+    sample = [paths[i] for i in _sample(paths, labels, args.per_class, rng)]
+    keys = [k for k in quality.measure(Image.new("RGB", (8, 8))) if k != "version"]
+    for text in args.sizes:
+        size = tuple(int(v) for v in text.split("x"))
+        with Pool(args.workers) as pool:
+            rows = pool.map(_both_ways, [(p, size) for p in sample], chunksize=8)
+        print(f"--- {len(rows)} training images enlarged to {text} (JPEG q 92): full decode vs gate decode ---")
+        for key in keys:
+            signed = np.array([gate[0][key] - full[0][key] for full, gate in rows])
+            diff = np.abs(signed)
+            spread = np.std([full[0][key] for full, _ in rows])
+            print(
+                f"  {key:<15} gate - full: mean {signed.mean():+.4g}; |difference| median {np.median(diff):.4g}  "
+                f"95th {np.percentile(diff, 95):.4g}  max {diff.max():.4g}  (std across images: {spread:.4g})"
+            )
+        changed = [set(full[1]) ^ set(gate[1]) for full, gate in rows]
+        print(f"  images whose findings differ: {sum(bool(c) for c in changed)} of {len(rows)}")
+        for code in quality.REASONS:
+            n = sum(code in c for c in changed)
+            if n:
+                print(f"    {code}: {n}")
+        passed = [np.mean([not way[1] for way in ways]) for ways in zip(*rows, strict=True)]
+        print(f"  whole gate passes: full decode {passed[0]:.2%}, gate decode {passed[1]:.2%}")
+        distance = np.array([quality.hamming(full[2], gate[2]) for full, gate in rows])
+        print(
+            f"  hash distance full vs gate decode: median {np.median(distance):.0f}, 95th "
+            f"{np.percentile(distance, 95):.0f}, max {distance.max()} bits "
+            f"(a duplicate at <= {quality.MAX_DUPLICATE_DISTANCE})"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=["quality", "duplicates"])
+    parser.add_argument("part", choices=["quality", "duplicates", "decode"])
+    parser.add_argument("--sizes", nargs="+", default=["1024x768", "2400x1800", "4000x3000"], help="decode: WxH")
     parser.add_argument("--save", type=Path, help="quality: write the measures to this JSON file")
     parser.add_argument("--load", type=Path, help="quality: judge the measures saved by --save (no --data needed)")
     parser.add_argument("--data", type=Path, help="the train/ folder (benign/, malignant/)")
@@ -430,7 +492,7 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    (run_quality if args.part == "quality" else run_duplicates)(args)
+    {"quality": run_quality, "duplicates": run_duplicates, "decode": run_decode}[args.part](args)
 
 
 if __name__ == "__main__":

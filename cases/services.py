@@ -21,7 +21,6 @@ from django.utils.module_loading import import_string
 from core import quality
 from core.files import delete_orphan_files
 from core.images import check_upload, inspect_image, sanitize
-from training.preprocessing import open_image
 
 from . import permissions
 from .models import DEVICE_NAME_LENGTH, Lesion, LesionImage, Patient, Review, normalise_mrn, validate_device_name
@@ -131,7 +130,8 @@ def add_lesion_image(
     except ValidationError as exc:
         raise ValidationError({"file": exc.error_list}) from exc
     data, info = checked.data, checked.info
-    assessment, phash = _assess(data, modality)
+    pixels = checked.pixels if checked.pixels is not None else quality.gate_image(data)
+    assessment, phash = _assess(pixels, modality)
 
     image = LesionImage(
         lesion=lesion,
@@ -178,9 +178,13 @@ def add_lesion_image(
     return image
 
 
-def _assess(data: bytes, modality: str):
-    """The quality gate's verdict and the perceptual hash of the sanitized bytes."""
-    img = open_image(data)
+def _assess(img, modality: str):
+    """The quality gate's verdict and the perceptual hash of an image decoded as ``quality.gate_image`` decodes.
+
+    At intake that is the upload check's own decode (``CheckedImage.pixels``),
+    so the bytes are decoded once; a backfill decodes the stored bytes the
+    same way, so both measure the same pixels.
+    """
     return quality.assess(img, modality), quality.perceptual_hash(img)
 
 
@@ -285,7 +289,7 @@ def backfill_image_quality(*, image) -> bool:
     if image.perceptual_hash and image.quality_measures.get("version") == quality.MEASURES_VERSION:
         return False
     with image.image.open("rb") as fh:
-        assessment, phash = _assess(fh.read(), image.modality)
+        assessment, phash = _assess(quality.gate_image(fh.read()), image.modality)
     image.quality_measures, image.quality_findings, image.perceptual_hash = (
         assessment.measures,
         assessment.findings,

@@ -115,9 +115,11 @@ def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
 def binary_fill_holes(mask: np.ndarray) -> np.ndarray:
     """scipy.ndimage.binary_fill_holes(mask): the unset parts (4-connected) that do not reach the border, set."""
     mask = np.asarray(mask, dtype=bool)
-    labels, _ = label(~mask)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return mask | ((labels > 0) & ~np.isin(labels, border))
+    labels, n = label(~mask)
+    reaches_border = np.zeros(n + 1, dtype=bool)  # by part number: a table, not np.isin (a sort)
+    reaches_border[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    reaches_border[0] = True  # 0 is the mask itself
+    return mask | ~reaches_border[labels]
 
 
 def sums_and_centres(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,20 +8,24 @@ Uses Pillow only (no model runtime): the web process must stay light. Every
 door (portal, API, admin, management commands) hands its file to
 ``cases.services.add_lesion_image``, which checks it here; a door that
 validates a form first (so that each bad file gets its own message) passes
-the ``CheckedImage`` it got on to the service, so each upload is decoded once.
+the ``CheckedImage`` it got on to the service, so each upload is decoded once:
+the check's decode, at the reduced scale the quality gate measures
+(``core.quality``), is kept in ``CheckedImage.pixels`` for the gate and the
+perceptual hash.
 """
 
 import hashlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image
 
-from training.preprocessing import MAX_PIXELS, ImageError, verify_decodes
+from training.preprocessing import MAX_PIXELS, ImageError, decode_reduced, verify_decodes
 
+from . import quality
 from .imagemeta import Sanitized, SanitizeError, sanitize_image
 
 
@@ -73,6 +77,11 @@ class CheckedImage:
     removed: tuple[str, ...] = ()
     device_make: str = ""
     device_model: str = ""
+    # The upload check's decode of ``data``, upright RGB, reduced (JPEG DCT
+    # scaling) to no less than the quality gate's working size
+    # (``core.quality.gate_image``): what the gate and the hash measure, so
+    # the bytes are not decoded again. Not part of what the upload is.
+    pixels: Image.Image | None = field(default=None, repr=False, compare=False)
 
 
 def size_text(size: int) -> str:
@@ -139,6 +148,24 @@ def inspect_image(data: bytes) -> ImageInfo:
         image_format, width, height = verify_decodes(data)
     except ImageError as exc:
         raise ValidationError(f"The image cannot be used: {exc}.", code="invalid_image") from exc
+    return _describe(data, image_format, width, height)
+
+
+def inspect_and_keep(data: bytes) -> tuple[ImageInfo, Image.Image]:
+    """``inspect_image`` whose decode is kept for the quality gate: (info, pixels at the gate's scale).
+
+    The same checks (every JPEG block decoded, at the reduced scale
+    ``training.preprocessing.decode_reduced`` picks), so an upload is
+    decoded once for both.
+    """
+    try:
+        image_format, width, height, pixels = decode_reduced(data, quality.DECODE_SIDE)
+    except ImageError as exc:
+        raise ValidationError(f"The image cannot be used: {exc}.", code="invalid_image") from exc
+    return _describe(data, image_format, width, height), pixels
+
+
+def _describe(data: bytes, image_format: str, width: int, height: int) -> ImageInfo:
     if image_format not in FORMATS:
         raise ValidationError("The file is not a JPEG or PNG image.", code="unsupported_format")
     return ImageInfo(
@@ -176,11 +203,13 @@ def check_image_bytes(data: bytes, *, name: str = "") -> CheckedImage:
     sanitized bytes, so what is stored is known to be a usable image.
     """
     clean = sanitize(data)
+    info, pixels = inspect_and_keep(clean.data)
     return CheckedImage(
         name=name,
         data=clean.data,
-        info=inspect_image(clean.data),
+        info=info,
         removed=clean.removed,
         device_make=clean.device_make,
         device_model=clean.device_model,
+        pixels=pixels,
     )

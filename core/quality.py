@@ -5,12 +5,21 @@ badly exposed, badly framed photo, or one of the wrong kind, gets a score
 anyway, but not one a clinician should rely on. ``assess`` measures the
 image once at intake (``cases.services.add_lesion_image``), on a 256 x 256
 copy (the scale the model sees, so the same camera blur counts the same at
-any resolution), and names what is wrong; the thresholds below come from
+any resolution) of the upload check's own reduced decode (``gate_image``;
+no second decode), and names what is wrong; the thresholds below come from
 ``bench/image_quality.py`` on melanoma-10k and synthetic degradations
 (docs/image-quality.md has the figures and the command).
 
 numpy and Pillow (no scipy: the few ndimage operations are in core._morphology, to keep the runtime
-image small); no Django: the benchmark imports this module as it is.
+image small); no Django: the benchmark imports this module as it is. Cheap
+on purpose (~10-15 ms CPU for every measure and the hash; it runs in the web
+request): one Shades-of-Gray correction shared by both segmentations, box
+filters by doubling, tables instead of sorts (docs/benchmarks.md).
+
+Why this module is long: the measures, the lesion segmentation and the hash
+are one pass over one 256 x 256 copy that share their intermediate arrays
+(the field, the colour correction, the channel sums); apart, each would
+compute them again.
 """
 
 from __future__ import annotations
@@ -20,18 +29,27 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from training.preprocessing import VIGNETTE_LEVEL, shades_of_gray
+from training.preprocessing import SOG_POWER, VIGNETTE_LEVEL, decode_reduced
 
 from . import _morphology
 
 SIZE = 256
+# An upload's one decode (``core.images``) keeps both sides at least this, so
+# the gate and the hash measure it without decoding the bytes again: a JPEG
+# is decoded at 1/8, 1/4 or 1/2 scale (DCT scaling) down to no less than the
+# working size, then resized to it.
+DECODE_SIDE = SIZE
 HASH_SIZE = 16  # 16 x 16 DCT coefficients: 256 bits
 # The outer band (pixels of SIZE) that counts as the frame's edge.
 EDGE = 6
 
 # Bumped whenever a measure changes, so that ``manage.py backfill_image_quality``
 # re-measures images measured by an older version (stored in the measures).
-MEASURES_VERSION = 2
+# 3: measured (and hashed) from the upload check's reduced decode
+# (``gate_image``), no longer from a second, full decode: the same for an
+# image with a side under 512 px, slightly different for larger ones (a JPEG
+# DCT-scaled, a PNG reduced by block means before the resize to SIZE).
+MEASURES_VERSION = 3
 
 # Thresholds, chosen jointly in docs/image-quality.md (bench/image_quality.py
 # --calibrate): on one half of a stratified sample of melanoma-10k, every
@@ -42,7 +60,7 @@ THRESHOLDS = {
     "min_sharpness": 0.255,
     "max_clipped": 0.63,
     "min_bright_level": 83.5,
-    "min_lesion_area": 0.0287,
+    "min_lesion_area": 0.0289,
     # Cut off: both must hold. The whole gate's budget (>= 98% of training
     # images pass) leaves this check only lesions whose outline is mostly the
     # frame's edge; docs/image-quality.md has what it would catch at a cost.
@@ -92,7 +110,13 @@ def retake_message(findings) -> str:
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    r, g, b = (rgb[..., k].astype(np.float32) for k in range(3))
+    return r * np.float32(0.299) + g * np.float32(0.587) + b * np.float32(0.114)
+
+
+def _channel_sum(rgb: np.ndarray) -> np.ndarray:
+    """R + G + B per pixel (uint16): ``> 3 * VIGNETTE_LEVEL`` is "mean above the vignette level", exactly."""
+    return rgb[..., 0].astype(np.uint16) + rgb[..., 1] + rgb[..., 2]
 
 
 def _laplacian(grey: np.ndarray) -> np.ndarray:
@@ -116,27 +140,74 @@ def _otsu(values: np.ndarray) -> float:
     return float(np.argmax(between))
 
 
-def _box_count(mask: np.ndarray, size: int) -> np.ndarray:
-    """How many pixels of each size x size square (centred, edges padded by repetition) are set."""
+def _span(a: np.ndarray, start: int, n: int, axis: int) -> np.ndarray:
+    return a[start : start + n] if axis == 0 else a[:, start : start + n]
+
+
+def _window(mask: np.ndarray, size: int, op) -> np.ndarray:
+    """``op`` (np.logical_and: all, np.logical_or: any) over each size x size square centred on a pixel
+    (size odd; the edges padded by repetition). Separable, and along each axis the window is built by
+    doubling (1, 2, 4, ... pixels), so a 31-pixel square costs ~10 array operations per axis."""
     r = size // 2
-    padded = np.pad(mask.astype(np.int32), r, mode="edge")
-    s = np.pad(padded.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    return s[size:, size:] - s[:-size, size:] - s[size:, :-size] + s[:-size, :-size]
+    out = mask
+    for axis in (0, 1):
+        n = out.shape[axis]
+        block = np.pad(out, [(r, r) if ax == axis else (0, 0) for ax in (0, 1)], mode="edge")
+        result, offset, power, remaining = None, 0, 1, size
+        while True:
+            if remaining & 1:  # the next `power` pixels of the window, from `offset`
+                part = _span(block, offset, n, axis)
+                result = part if result is None else op(result, part)
+                offset += power
+            remaining >>= 1
+            if not remaining:
+                break
+            m = block.shape[axis] - power
+            block = op(_span(block, 0, m, axis), _span(block, power, m, axis))
+            power *= 2
+        out = result
+    return out
 
 
 def _erode(mask: np.ndarray, size: int) -> np.ndarray:
-    return _box_count(mask, size) == size * size
+    return _window(mask, size, np.logical_and)
 
 
 def _dilate(mask: np.ndarray, size: int) -> np.ndarray:
-    return _box_count(mask, size) > 0
+    return _window(mask, size, np.logical_or)
+
+
+def _shades_of_gray(rgb: np.ndarray, lit: np.ndarray) -> np.ndarray:
+    """``training.preprocessing.shades_of_gray`` of ``rgb`` (``lit``: its pixels above the vignette level),
+    from per-channel histograms and a lookup table: the same illuminant and gains, in a tenth of the time."""
+    image = Image.fromarray(rgb)
+    skin = lit.sum()
+    if skin < 0.05 * lit.size:  # almost all dark: estimate from everything
+        counts = np.array(image.histogram(), dtype=np.float64).reshape(3, 256) / lit.size
+    else:
+        counts = np.array(image.histogram(Image.fromarray(lit)), dtype=np.float64).reshape(3, 256) / skin
+    illuminant = (counts @ _POWERS) ** (1.0 / SOG_POWER)
+    gains = illuminant.mean() / np.maximum(illuminant, 1e-6)
+    table = np.clip(np.arange(256, dtype=np.float64)[None, :] * gains[:, None], 0, 255).round().astype(np.uint8)
+    return np.asarray(image.point(table.ravel().tolist()))
+
+
+_POWERS = np.arange(256, dtype=np.float64) ** SOG_POWER
 
 
 def measure(img: Image.Image) -> dict[str, float]:
-    """Every measure of one decoded image (any size, any mode Pillow converts to RGB)."""
-    rgb = _rgb(img)
+    """Every measure of one decoded image (any size, any mode Pillow converts to RGB).
+
+    An upload is measured from its check's reduced decode (``gate_image``);
+    anything else passed here is reduced the same way (``_rgb``).
+    """
+    return _measure(_rgb(img))
+
+
+def _measure(rgb: np.ndarray) -> dict[str, float]:
+    channel_sum = _channel_sum(rgb)
+    lit = channel_sum > 3 * VIGNETTE_LEVEL
     grey = _grey(rgb)
-    lit = rgb.mean(axis=2) > VIGNETTE_LEVEL
     # The field of view: lit pixels away from the vignette's soft edge.
     field_ = _erode(lit, 9)
     if field_.sum() < 0.05 * field_.size:
@@ -148,14 +219,16 @@ def measure(img: Image.Image) -> dict[str, float]:
     # not depend on the photo's contrast. (The vignette's hard edge is
     # outside the field.)
     inner = field_[1:-1, 1:-1]
-    reblurred = np.asarray(_image(grey).filter(ImageFilter.GaussianBlur(2)), dtype=np.float32)
+    grey_image = _image(grey)
+    reblurred = np.asarray(grey_image.filter(ImageFilter.GaussianBlur(2)), dtype=np.float32)
     detail = float(_laplacian(grey)[inner].std())
     sharpness = 1.0 - float(_laplacian(reblurred)[inner].std()) / (detail + 1e-6) if detail > 0 else 0.0
 
     # Exposure: clipped pixels (any channel saturated) and how bright the
     # brighter part of the field is (the 90th percentile of grey; dark
     # lesions and the vignette are not evidence of under-exposure).
-    clipped = float((rgb[field_] >= 250).any(axis=1).mean())
+    peak = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    clipped = float((peak[field_] >= 250).mean())
     bright_level = float(np.percentile(grey[field_], 90))
 
     # How much of the field is darker than the skin: Otsu's darker class of
@@ -164,14 +237,15 @@ def measure(img: Image.Image) -> dict[str, float]:
     # less it is the skin for the light-gradient fit below. (The lesion of
     # ``lesion_mask`` frames a lesion better but, on a photo taken from too
     # far, takes the whole pale patch around a small lesion: docs.)
-    smooth = np.asarray(_image(_grey(shades_of_gray(rgb))).filter(ImageFilter.GaussianBlur(3)))
+    corrected = _shades_of_gray(rgb, lit)
+    smooth = np.asarray(_image(_grey(corrected)).filter(ImageFilter.GaussianBlur(3)))
     darker = _dilate(_erode((smooth < _otsu(smooth[field_])) & field_, 5), 5) & field_
     lesion_area = float(darker.sum() / field_.sum())
     # The lesion (``lesion_mask``): how far its centre is from the frame's,
     # and how much of its outline is the frame's edge (0 for a lesion wholly
     # in frame, about 0.4 for a disc cut through its middle, near 1 for one
     # that runs off every side).
-    offset, edge_contact = _framing(_lesion(rgb)[0])
+    offset, edge_contact = _framing(_lesion(rgb, corrected, channel_sum, lit)[0])
 
     # Dermoscopy cues. The dark round vignette: corners dark while the
     # centre is lit. The even light of a contact dermatoscope: a plane fitted
@@ -206,25 +280,31 @@ CORNER = 16
 HALF = SIZE // 2
 
 
-def field_of_view(rgb: np.ndarray) -> np.ndarray:
+def field_of_view(rgb: np.ndarray, channel_sum: np.ndarray | None = None) -> np.ndarray:
     """The pixels a dermatoscope lit: all but the dark vignette and its soft edge.
 
     The vignette is the near-black that reaches a corner of the frame (a
     black lesion or hair inside the field is kept, unlike a plain brightness
     cut); its soft edge is what lies within 15 px of it and is darker than
-    60% of the field's median.
+    60% of the field's median. (``channel_sum``: ``_channel_sum(rgb)``, if
+    the caller has it.)
     """
-    grey = rgb.mean(axis=2)
-    lit = grey > VIGNETTE_LEVEL
-    labels, _ = _morphology.label(~lit)
-    corners = np.zeros_like(lit)
+    if channel_sum is None:
+        channel_sum = _channel_sum(rgb)
+    lit = channel_sum > 3 * VIGNETTE_LEVEL
     c = CORNER
+    corners = np.zeros_like(lit)
     corners[:c, :c] = corners[:c, -c:] = corners[-c:, :c] = corners[-c:, -c:] = True
-    touching = np.unique(labels[corners & ~lit])
-    vignette = np.isin(labels, touching[touching > 0])
+    if not (corners & ~lit).any():  # no dark corner: no vignette (the common case, no labelling needed)
+        return np.ones_like(lit)
+    labels, n = _morphology.label(~lit)
+    touching = np.zeros(n + 1, dtype=bool)  # by part number: those with a pixel in a corner
+    touching[labels[corners & ~lit]] = True
+    vignette = touching[labels]
     view = ~_dilate(vignette, 9)
     if view.sum() < 0.05 * view.size:
         return np.ones_like(lit)
+    grey = channel_sum / 3.0
     soft_edge = _dilate(vignette, 31) & (grey < 0.6 * np.median(grey[view]))
     narrowed = view & ~soft_edge
     return narrowed if narrowed.sum() > 0.05 * view.size else view
@@ -237,6 +317,9 @@ def _quadratic_design(n: int, step: int) -> np.ndarray:
 
 _DESIGN_FULL = _quadratic_design(HALF, 1)
 _DESIGN_SPARSE = _quadratic_design(HALF, 2)
+# Each sparse row's outer product with itself, flattened: the normal matrix of
+# any subset of rows is one matrix-vector product.
+_DESIGN_OUTER = np.einsum("ni,nj->nij", _DESIGN_SPARSE, _DESIGN_SPARSE).reshape(-1, 36)
 
 
 def _flatten_light(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -250,8 +333,9 @@ def _flatten_light(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
     for _ in range(4):
         if keep.sum() < 20:
             break
-        design = _DESIGN_SPARSE[keep]
-        coef = np.linalg.solve(design.T @ design + 1e-6 * np.eye(6), design.T @ values[keep])
+        weights = keep.astype(np.float64)
+        normal = (weights @ _DESIGN_OUTER).reshape(6, 6)
+        coef = np.linalg.solve(normal + 1e-6 * np.eye(6), (weights * values) @ _DESIGN_SPARSE)
         residual = values - _DESIGN_SPARSE @ coef
         spread = np.median(np.abs(residual[keep])) + 1e-3
         keep = keep_in & (residual > -2.0 * spread)
@@ -266,7 +350,7 @@ def _flatten_light(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
 LESION_CHANNEL = np.array([0.15, 0.45, 0.40], dtype=np.float32)
 
 
-def _lesion(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lesion(rgb: np.ndarray, corrected=None, channel_sum=None, lit=None) -> tuple[np.ndarray, np.ndarray]:
     """(the lesion, the field of view), boolean SIZE x SIZE masks of a SIZE x SIZE RGB array.
 
     Segmented at half size: the colour-corrected (Shades of Gray) lesion
@@ -276,13 +360,20 @@ def _lesion(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with the largest area x (1 - distance from the centre)^2, so a large
     lesion at the edge beats a freckle in the middle but a dark shaded
     strip along the edge does not beat a lesion near the centre.
+    (``corrected``, ``channel_sum``, ``lit``: what ``_measure`` computed of
+    ``rgb`` already.)
     """
-    view = field_of_view(rgb)
-    v = (shades_of_gray(rgb).astype(np.float32) @ LESION_CHANNEL).reshape(HALF, 2, HALF, 2).mean(axis=(1, 3))
+    if channel_sum is None:
+        channel_sum = _channel_sum(rgb)
+    if corrected is None:
+        corrected = _shades_of_gray(rgb, channel_sum > 3 * VIGNETTE_LEVEL if lit is None else lit)
+    view = field_of_view(rgb, channel_sum)
+    v = (corrected.astype(np.float32) @ LESION_CHANNEL).reshape(HALF, 2, HALF, 2).mean(axis=(1, 3))
     half_view = view.reshape(HALF, 2, HALF, 2).all(axis=(1, 3))
     if half_view.sum() < 50:
         half_view = np.ones_like(half_view)
-    v = np.where(half_view, v, np.median(v[half_view]))
+    if not half_view.all():
+        v = np.where(half_view, v, np.median(v[half_view]))
     v = _morphology.gaussian_filter(_morphology.grey_closing(v, 4), 1.5)
     v = _flatten_light(v, half_view)
     dark = (v < _otsu(v[half_view])) & half_view
@@ -306,8 +397,11 @@ def _framing(lesion: np.ndarray) -> tuple[float, float]:
     frame's edge). The outline is the lesion's pixels with a 4-neighbour outside it or outside the frame."""
     if not lesion.any():
         return 0.0, 0.0
-    ys, xs = np.nonzero(lesion)
-    offset = float(np.hypot(xs.mean() / SIZE - 0.5, ys.mean() / SIZE - 0.5))
+    # The centroid from row and column counts (integer sums: the same value as the mean of np.nonzero's indices).
+    count = int(lesion.sum())
+    index = np.arange(SIZE)
+    y_mean, x_mean = int(lesion.sum(axis=1) @ index) / count, int(lesion.sum(axis=0) @ index) / count
+    offset = float(np.hypot(x_mean / SIZE - 0.5, y_mean / SIZE - 0.5))
     padded = np.pad(lesion, 1)
     interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
     outline = lesion & ~interior
@@ -317,7 +411,11 @@ def _framing(lesion: np.ndarray) -> tuple[float, float]:
 
 
 def _rgb(img: Image.Image) -> np.ndarray:
-    return np.asarray(img.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    if img.size != (SIZE, SIZE):
+        img = img.resize((SIZE, SIZE), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(img)
 
 
 def _light_gradient(grey: np.ndarray, mask: np.ndarray, cells: int) -> float:
@@ -359,6 +457,17 @@ def judge(measures: dict[str, float], modality: str, thresholds: dict[str, float
     if modality == CLINICAL and measures["vignette"] >= t["min_vignette_for_dermoscopic"]:
         found.append("looks_dermoscopic")
     return found
+
+
+def gate_image(data: bytes) -> Image.Image:
+    """The image the gate measures, from a file's bytes, decoded as an upload's check decodes it.
+
+    For what was not just checked (``manage.py backfill_image_quality``, the
+    benchmark), so that it is measured as an upload is: the same reduced
+    decode (``training.preprocessing.decode_reduced``), not a full one.
+    Raises ``training.preprocessing.ImageError`` for unusable bytes.
+    """
+    return decode_reduced(data, DECODE_SIDE)[3]
 
 
 def assess(img: Image.Image, modality: str = DERMOSCOPIC) -> Assessment:

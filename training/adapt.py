@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import site_head, site_report
+from . import site_align, site_head, site_report
 from .data import CLASS_NAMES
 from .preprocessing import ImageError, is_image_path
 from .site_model import SAMPLE_FILE, BaseModelError, open_base
@@ -70,6 +70,7 @@ class AdaptConfig:
     inner_folds: int = 5
     cs: tuple = site_head.DEFAULT_CS
     min_sensitivity: float = 0.90
+    align: str = "none"  # site_align.fit_alignment; chosen by bench/site_methods.py (docs/site-adaptation.md)
     min_malignant: int = MIN_MALIGNANT
     min_benign: int = MIN_BENIGN
     name: str = ""
@@ -178,6 +179,7 @@ def run(config: AdaptConfig) -> dict:
         seed=config.seed,
         min_sensitivity=config.min_sensitivity,
         base_head=base.head(),
+        align=config.align,
     )
     for way, r in nested.per_way.items():
         m = r["metrics"]
@@ -197,6 +199,7 @@ def run(config: AdaptConfig) -> dict:
         seed=config.seed,
         min_sensitivity=config.min_sensitivity,
         base_head=base.head(),
+        align=config.align,
     )
     # The site's own OOD statistics, in the space the base's detector measures.
     xs_ood = xs if base.ood_is_features else base.extract_ood(arrays)
@@ -256,6 +259,13 @@ def build_parser(prog: str = "python -m training adapt") -> argparse.ArgumentPar
     p.add_argument("--site", default="", help="site label recorded in model.json (default: the data folder's name)")
     p.add_argument("--name", default="", help="model name (default: the base name + '-site')")
     p.add_argument("--version", default="", help="model version (default: the base version + a UTC timestamp)")
+    p.add_argument(
+        "--align",
+        choices=site_align.ALIGNMENTS,
+        default=d.align,
+        help="align the site's features onto the training sample's (benign statistics) before the head "
+        "(default %(default)s; docs/site-adaptation.md)",
+    )
     p.add_argument("--outer-folds", type=int, default=d.outer_folds, help="(default %(default)s)")
     p.add_argument("--inner-folds", type=int, default=d.inner_folds, help="(default %(default)s)")
     # Test-only (documented in docs/site-adaptation.md): the unit tests run on
@@ -278,6 +288,7 @@ def main(argv=None, prog: str = "python -m training adapt") -> int:
         version=args.version,
         outer_folds=args.outer_folds,
         inner_folds=args.inner_folds,
+        align=args.align,
         command=prog + " " + " ".join(shlex.quote(a) for a in argv),
     )
     if args.test_min_cases:

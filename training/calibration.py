@@ -225,3 +225,20 @@ def with_nested(band: dict, nested: list[dict]) -> dict:
 def band_rates(y, prob, lo: float, hi: float) -> dict:
     """Share in band and sensitivity/specificity outside ``[lo, hi)``."""
     return _outside_rates(np.asarray(y).astype(int).ravel(), np.asarray(prob, dtype=np.float64).ravel(), lo, hi)
+
+
+def referral_threshold(y, prob, rule) -> float:
+    """Where a case starts being referred, for ``rule``:
+
+    - a number: the highest threshold whose out-of-fold sensitivity reaches it
+      (an order statistic of the melanomas' scores: the second-lowest of 20 for 0.95);
+    - ``"normal:LEVEL"``: the LEVEL lower quantile of a normal fitted to the
+      melanomas' logits (every melanoma's score moves it a little, none alone).
+    """
+    if isinstance(rule, str) and rule.startswith("normal:"):
+        from statistics import NormalDist
+
+        z = logit(np.asarray(prob, dtype=np.float64)[np.asarray(y) == 1])
+        edge = float(np.mean(z) - NormalDist().inv_cdf(float(rule.split(":", 1)[1])) * np.std(z, ddof=1))
+        return float(sigmoid(edge))
+    return choose_threshold(y, prob, float(rule))

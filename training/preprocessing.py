@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 # The training images are whole dermoscopy images (often 4:3) squashed to a
 # square without cropping, so a new image is framed the same way: the full
@@ -84,6 +84,48 @@ def verify_decodes(data: bytes) -> tuple[str, int, int]:
             img.draft(None, (width // 8, height // 8))  # sides are at least MIN_SIDE
         img.load()
         return image_format, width, height
+
+
+def decode_reduced(data: bytes, min_side: int) -> tuple[str, int, int, Image.Image]:
+    """``verify_decodes`` that keeps what it decoded: (format, width, height, upright 8-bit RGB image).
+
+    For the upload check, whose one decode also feeds the quality gate
+    (``core.images.check_image_bytes``). A JPEG is decoded at the smallest
+    DCT scale (1/8, 1/4, 1/2 or 1) that keeps both sides at least
+    ``min_side``: every block is still entropy-decoded, so damaged data
+    fails as in a full decode, and a phone photo costs what ``verify_decodes``
+    costs. Other formats are decoded in full. What is kept is then reduced
+    (means of k x k blocks) while both sides stay at least ``min_side``, so
+    a form holding several checked uploads does not hold a 60 MP PNG's
+    pixels each. The EXIF orientation is applied and the mode brought to
+    RGB as ``open_image`` does; width and height are those of the file
+    (before any turn), as ``verify_decodes`` reports them.
+    """
+    with _decoding_errors(), Image.open(io.BytesIO(data)) as img:
+        _check_size(img)
+        image_format, (width, height) = img.format, img.size
+        if image_format == "JPEG":
+            img.draft(None, (min_side, min_side))  # Pillow picks the largest scale that keeps both sides >= min_side
+        img.load()
+        # Read before converting: a converted copy no longer carries the EXIF (or XMP) orientation.
+        turn = _TRANSPOSE.get(img.getexif().get(ExifTags.Base.Orientation, 1))
+        rgb = _to_rgb(img)
+        factor = min(rgb.width // min_side, rgb.height // min_side)
+        if factor >= 2:
+            rgb = rgb.reduce(factor)
+        return image_format, width, height, rgb.transpose(turn) if turn is not None else rgb
+
+
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _check_size(img: Image.Image) -> None:

@@ -53,6 +53,7 @@ import numpy as np
 from . import calibration
 from .head import LinearHead
 from .metrics import binary_metrics
+from .site_align import fit_alignment
 
 WAYS = ("site", "site+training", "global+site", "global")
 DEFAULT_CS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
@@ -79,6 +80,7 @@ class SiteHead:
     band: dict
     oof_prob: np.ndarray  # calibrated out-of-fold probabilities of the site's cases (inner level, all cases)
     inner_auc: dict = field(default_factory=dict)
+    alignment: str = "none"  # folded into ``head`` (see fit_alignment)
 
     @property
     def kernel(self) -> np.ndarray:
@@ -193,10 +195,10 @@ class NestedResult:
     evidence: dict = field(default_factory=dict)  # how the way was chosen (choose_way)
 
 
-def choose_band(y, prob, threshold, **targets) -> dict:
+def choose_band(y, prob, threshold, referral_sensitivity=REFERRAL_SENSITIVITY, **targets) -> dict:
     """``calibration.choose_band``, its lower edge lowered to the referral threshold when that is lower."""
     band = calibration.choose_band(y, prob, threshold, **targets)
-    referral = calibration.choose_threshold(y, prob, REFERRAL_SENSITIVITY)
+    referral = calibration.referral_threshold(y, prob, referral_sensitivity)
     if referral < band["lo"]:
         band = {**band, "lo": referral, **calibration.band_rates(y, prob, referral, band["hi"])}
     return band
@@ -217,12 +219,31 @@ def _head(way, xs, ys, xt, yt, c, seed, base_head):
 
 
 def nested_cv(
-    xs, ys, xt, yt, *, cs=DEFAULT_CS, outer=5, inner=4, seed=0, min_sensitivity=0.90, ways=WAYS, base_head=None
+    xs,
+    ys,
+    xt,
+    yt,
+    *,
+    cs=DEFAULT_CS,
+    outer=5,
+    inner=4,
+    seed=0,
+    min_sensitivity=0.90,
+    ways=WAYS,
+    base_head=None,
+    align="none",
+    referral_sensitivity=REFERRAL_SENSITIVITY,
+    other_referrals=(),
 ):
     """Outer-CV figures of each way (see the module docstring) and the way kept.
 
+    ``other_referrals``: further referral sensitivities whose outer referral
+    rates are added to the metrics (``referral_sensitivity@0.9``, ...), for
+    comparing referral rules (bench/site_methods.py) in one pass.
+
     ``base_head`` (a LinearHead: the base model's calibrated head) is needed
-    for the ``global`` way, which is skipped without it.
+    for the ``global`` way, which is skipped without it. ``align``
+    (:func:`fit_alignment`) is fitted on each outer fold's training cases only.
     """
     ways = [w for w in ways if not w.startswith("global") or base_head is not None]
     from threadpoolctl import threadpool_limits
@@ -233,24 +254,32 @@ def nested_cv(
     for f, (_, va) in enumerate(outer_splits):
         fold_of[va] = f
     per_way = {}
+    aligned = []
+    for tr, _ in outer_splits:
+        al = fit_alignment(align, xs[tr], ys[tr], xt, yt)
+        aligned.append(al.apply(xs) if al else xs)
     with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         for way in ways:
             prob = np.zeros(len(ys))
             called = np.zeros(len(ys), dtype=bool)
             referred = np.zeros(len(ys), dtype=bool)
+            others = {r: np.zeros(len(ys), dtype=bool) for r in other_referrals}
             fold_rows = []
             for f, (tr, va) in enumerate(outer_splits):
+                xa = aligned[f]
                 c, _, cal, thr, inner_prob = inner_level(
-                    way, xs[tr], ys[tr], xt, yt, cs, inner, seed + 1 + f, min_sensitivity, pool, base_head
+                    way, xa[tr], ys[tr], xt, yt, cs, inner, seed + 1 + f, min_sensitivity, pool, base_head
                 )
-                lo = choose_band(ys[tr], inner_prob, thr)["lo"]
-                head = _head(way, xs[tr], ys[tr], xt, yt, c, seed, base_head)
-                prob[va] = cal.apply(head.logit(xs[va]))
+                lo = choose_band(ys[tr], inner_prob, thr, referral_sensitivity)["lo"]
+                head = _head(way, xa[tr], ys[tr], xt, yt, c, seed, base_head)
+                prob[va] = cal.apply(head.logit(xa[va]))
                 called[va] = prob[va] >= thr
                 referred[va] = prob[va] >= lo
+                for r, flags in others.items():
+                    flags[va] = prob[va] >= choose_band(ys[tr], inner_prob, thr, r)["lo"]
                 fold_rows.append({"fold": f, "n": int(len(va)), "c": c, "threshold": round(thr, 6)})
             per_way[way] = {
-                "metrics": outer_metrics(ys, prob, called, referred),
+                "metrics": {**outer_metrics(ys, prob, called, referred), **_referral_rates(ys, others)},
                 "folds": fold_rows,
                 "prob": prob,
                 "called": called,
@@ -283,6 +312,14 @@ def choose_way(y, per_way, seed, n_boot=BOOTSTRAP, confidence=CONFIDENCE):
     return (best if wins / n_boot >= confidence else default), evidence
 
 
+def _referral_rates(y, referred_by_level) -> dict:
+    out = {}
+    for r, flags in referred_by_level.items():
+        out[f"referral_sensitivity@{r}"] = float(flags[y == 1].mean())
+        out[f"referral_specificity@{r}"] = float((~flags)[y == 0].mean())
+    return out
+
+
 def outer_metrics(y, prob, called, referred=None) -> dict:
     """ROC-AUC, Brier, ECE and log-loss of the outer probabilities; sensitivity and
     specificity of each fold's own threshold decisions (``called``), and of its
@@ -311,15 +348,44 @@ def outer_metrics(y, prob, called, referred=None) -> dict:
 
 
 def fit_site_head(
-    way, xs, ys, xt, yt, *, cs=DEFAULT_CS, inner=5, seed=0, min_sensitivity=0.90, band=None, base_head=None
+    way,
+    xs,
+    ys,
+    xt,
+    yt,
+    *,
+    cs=DEFAULT_CS,
+    inner=5,
+    seed=0,
+    min_sensitivity=0.90,
+    band=None,
+    base_head=None,
+    align="none",
+    referral_sensitivity=REFERRAL_SENSITIVITY,
 ):
-    """The final head of ``way`` on all the site's cases (see the module docstring)."""
+    """The final head of ``way`` on all the site's cases (see the module docstring).
+
+    With ``align``, the alignment is fitted on all the site's cases and folded
+    into the head, so ``head.logit`` takes raw features."""
     from threadpoolctl import threadpool_limits
 
     ys = np.asarray(ys).astype(int)
     band = band or {}
+    al = fit_alignment(align, xs, ys, xt, yt)
+    xa = al.apply(xs) if al else xs
     with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        c, aucs, cal, thr, prob = inner_level(way, xs, ys, xt, yt, cs, inner, seed, min_sensitivity, pool, base_head)
-        head = _head(way, xs, ys, xt, yt, c, seed, base_head)
-    chosen_band = choose_band(ys, prob, thr, **band)
-    return SiteHead(way=way, head=head, calibration=cal, threshold=thr, band=chosen_band, oof_prob=prob, inner_auc=aucs)
+        c, aucs, cal, thr, prob = inner_level(way, xa, ys, xt, yt, cs, inner, seed, min_sensitivity, pool, base_head)
+        head = _head(way, xa, ys, xt, yt, c, seed, base_head)
+    if al is not None:
+        head = al.fold(head)
+    chosen_band = choose_band(ys, prob, thr, referral_sensitivity, **band)
+    return SiteHead(
+        way=way,
+        head=head,
+        calibration=cal,
+        threshold=thr,
+        band=chosen_band,
+        oof_prob=prob,
+        inner_auc=aucs,
+        alignment=align,
+    )

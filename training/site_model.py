@@ -83,9 +83,17 @@ class BaseModel:
         if self._model is None:
             import keras
 
-            self._model = keras.models.load_model(self.model_file, compile=False)
+            model = keras.models.load_model(self.model_file, compile=False)
+            # The images are decoded at model.json's input_size (v2: 224, v3: 160);
+            # a network that expects another size would fail deep inside Keras.
+            expected = (self.input_size, self.input_size, 3)
+            if tuple(model.input.shape[1:]) != expected:
+                raise BaseModelError(
+                    f"{self.model_file.name} takes {tuple(model.input.shape[1:])} images; "
+                    f"model.json says input_size {self.input_size}"
+                )
             try:
-                dense = self._model.get_layer(FEATURES_LAYER_INPUT_OF)
+                dense = model.get_layer(FEATURES_LAYER_INPUT_OF)
             except ValueError:
                 raise BaseModelError(f"{self.model_file.name} has no {FEATURES_LAYER_INPUT_OF!r} layer") from None
             if tuple(dense.input.shape[1:]) != (self.sample.features.shape[1],):
@@ -93,6 +101,7 @@ class BaseModel:
                     f"the {FEATURES_LAYER_INPUT_OF!r} layer takes {tuple(dense.input.shape[1:])}; "
                     f"the training sample has {self.sample.features.shape[1]} features"
                 )
+            self._model = model
         return self._model
 
     def features_tensor(self):
@@ -175,7 +184,23 @@ class BaseModel:
         dist_layer = layers.Dense(1, use_bias=False, name="ood_distance")
         distance = dist_layer(sq)
         dist_layer.set_weights([np.ones((k, 1), dtype=np.float32)])
-        return keras.Model(base.input, {"probability": probability, "ood_distance": distance}, name=base.name)
+        outputs = {"probability": probability, "ood_distance": distance}
+        if self.has_features_output:
+            # A fine-tuned base (v3 on) also outputs the pooled features; the
+            # adapted model keeps that contract, so it can be a base itself and
+            # any consumer of ``features`` sees the same tensor.
+            outputs["features"] = features
+        return keras.Model(base.input, outputs, name=base.name)
+
+    @property
+    def has_features_output(self) -> bool:
+        outputs = self.keras_model().output
+        return isinstance(outputs, dict) and "features" in outputs
+
+    @property
+    def output_description(self) -> str:
+        text = "dict: probability (calibrated P(melanoma)), ood_distance"
+        return text + (", features (pooled backbone features)" if self.has_features_output else "")
 
 
 def read_sample(path: Path) -> TrainingSample:

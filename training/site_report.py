@@ -75,7 +75,7 @@ def write_all(
         "input_size": base.input_size,
         "preprocessing": base.preprocessing,
         "input": base_meta.get("input", "float32 RGB 0..255"),
-        "output": "dict: probability (calibrated P(melanoma)), ood_distance",
+        "output": base.output_description,
         "class_names": list(CLASS_NAMES),
         "temperature": round(1.0 / final.calibration.scale, 6),
         "calibration": {
@@ -98,6 +98,7 @@ def write_all(
             },
             "backbone": "the base model's, unchanged",
             "way": nested.way,
+            "alignment": final.alignment,
             "why": (
                 "the highest outer nested-CV ROC-AUC on the site's own cases when a paired bootstrap finds it "
                 "better than the way closest to the global model in >= 90% of resamples; else that way"

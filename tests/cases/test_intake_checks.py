@@ -7,6 +7,7 @@ from PIL import Image, ImageFilter
 
 from cases import services
 from cases.models import LesionImage
+from core import quality
 from inference.models import Prediction
 from tests.factories import LesionFactory, PatientFactory
 
@@ -86,3 +87,14 @@ def test_distinct_lesions_are_not_flagged(owner, lesion, demo_image_paths):
     images = [add(owner, lesion, path.read_bytes()) for path in demo_image_paths[:6]]
     assert all(image.duplicate_of is None for image in images)
     assert all(image.quality_findings == [] for image in images)
+
+
+def test_an_upload_is_measured_as_the_backfill_measures_its_stored_file(owner, lesion, demo_image_paths):
+    # A phone-sized JPEG, which the upload check decodes at reduced scale and the gate measures from that decode.
+    photo = Image.open(demo_image_paths[1]).convert("RGB").resize((1600, 1200))
+    image = add(owner, lesion, jpeg(photo, quality=90))
+    with image.image.open("rb") as fh:
+        stored = quality.gate_image(fh.read())
+    assert image.quality_measures == quality.measure(stored)
+    assert image.quality_measures["version"] == quality.MEASURES_VERSION
+    assert image.perceptual_hash == quality.perceptual_hash(stored)

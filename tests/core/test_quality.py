@@ -215,3 +215,32 @@ def test_distinct_lesions_do_not_hash_alike(demo_image_paths):
 )
 def test_hamming_counts_differing_bits(a, b, bits):
     assert quality.hamming(a, b) == bits
+
+
+def box_count(mask, size):
+    """Set pixels in each size x size square around a pixel, the edges padded by repetition (the plain way)."""
+    r = size // 2
+    padded = np.pad(mask.astype(np.int32), r, mode="edge")
+    h, w = mask.shape
+    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(size) for dx in range(size))
+
+
+@pytest.mark.parametrize("size", [5, 9, 31])
+def test_erosion_and_dilation_by_doubling_equal_the_plain_box_count(size):
+    rng = np.random.default_rng(size)
+    for share in (0.1, 0.5, 0.95):
+        mask = rng.random((64, 80)) < share
+        count = box_count(mask, size)
+        np.testing.assert_array_equal(quality._erode(mask, size), count == size * size)
+        np.testing.assert_array_equal(quality._dilate(mask, size), count > 0)
+
+
+def test_the_gates_shades_of_gray_is_the_training_pipelines(demo_image_paths):
+    from training.preprocessing import VIGNETTE_LEVEL, shades_of_gray
+
+    images = [quality._rgb(Image.open(path)) for path in demo_image_paths[:4]]
+    images.append(np.asarray(dermoscopy_like(256, vignette=True)))
+    images.append(np.zeros((256, 256, 3), dtype=np.uint8))  # all dark: estimated from every pixel
+    for rgb in images:
+        lit = quality._channel_sum(rgb) > 3 * VIGNETTE_LEVEL
+        np.testing.assert_array_equal(quality._shades_of_gray(rgb, lit), shades_of_gray(rgb))

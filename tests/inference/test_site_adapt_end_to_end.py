@@ -9,16 +9,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import onnxruntime
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 
 from inference.models import ModelVersion
 from training import adapt
+from training.preprocessing import load_for_model
 
 REPO = Path(settings.BASE_DIR)
 DEMO_IMAGES = REPO / "demo" / "images"
-SHIPPED_MODEL = REPO / "models" / "mobilenet-v2-melanoma-v2"
+# Site adaptation builds on the fine-tuned v3 model (160 px, with a ``features`` output).
+SHIPPED_MODEL = REPO / "models" / "mobilenet-v2-melanoma-v3"
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +39,17 @@ def test_the_folder_is_complete(adapted):
     assert {"model.json", "model.keras", "model.onnx", "MODEL_CARD.md", "evaluation.json", "evaluation.md"} <= names
     assert {"site_cases.csv", "training_features.npz"} <= names
     meta = json.loads((adapted / "model.json").read_text())
+    base = json.loads((SHIPPED_MODEL / "model.json").read_text())
     assert (meta["name"], meta["version"], meta["input_size"], meta["preprocessing"]) == (
         "demo-site",
         "1",
-        224,
-        "square-sog-v2",
+        base["input_size"],
+        base["preprocessing"],
     )
+    assert "features" in meta["output"]
     site = meta["site_adaptation"]
     assert site["way"] in ("site", "site+training", "global+site", "global")
+    assert site["alignment"] == "none"  # the command's default (docs/site-adaptation.md)
     assert site["n_cases"] == 16 and site["n_malignant"] == 8
     assert 0.0 <= site["cv"]["sensitivity"] <= 1.0
     assert set(site["comparison"]) == {"site", "site+training", "global+site", "global"}
@@ -53,6 +60,35 @@ def test_the_folder_is_complete(adapted):
     listed = sorted(case["file"] for case in evaluation["cases"])
     assert listed == sorted(p.relative_to(DEMO_IMAGES).as_posix() for p in DEMO_IMAGES.glob("*/*.jpg"))
     assert "demo" in (adapted / "MODEL_CARD.md").read_text()
+
+
+def run_onnx(session, x):
+    outputs = session.run(None, {session.get_inputs()[0].name: x})
+    return dict(zip([o.name for o in session.get_outputs()], outputs, strict=True))
+
+
+def test_the_onnx_export_keeps_the_base_outputs(adapted):
+    session = onnxruntime.InferenceSession(str(adapted / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = {o.name for o in session.get_outputs()}
+    assert {"probability", "ood_distance", "features"} <= names
+    base = onnxruntime.InferenceSession(str(SHIPPED_MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
+    # Same backbone, unchanged: the pooled features of an image are the base model's.
+    meta = json.loads((SHIPPED_MODEL / "model.json").read_text())
+    image = next(DEMO_IMAGES.glob("malignant/*.jpg"))
+    x = load_for_model(image, meta["input_size"], meta["preprocessing"]).astype(np.float32)[None]
+    ours, theirs = (run_onnx(s, x) for s in (session, base))
+    np.testing.assert_allclose(ours["features"], theirs["features"], rtol=1e-4, atol=1e-4)
+
+
+def test_its_ood_detector_measures_the_base_detectors_space(adapted):
+    """v3's detector measures the frozen trunk (160 channels), not the fine-tuned
+    1280 features, in which a flower sits at the training mean; so does the site's."""
+    import keras
+
+    site = keras.models.load_model(adapted / "model.keras", compile=False)
+    base = keras.models.load_model(SHIPPED_MODEL / "model.keras", compile=False)
+    for model in (site, base):
+        assert model.get_layer("ood_projection").input.shape[-1] == 160
 
 
 def test_the_predict_cli_runs_it_with_ood_and_heat_maps(adapted, tmp_path):

@@ -39,7 +39,8 @@ def validate(model_dir, *flags):
 def test_the_shipped_model_passes_on_onnx_runtime_alone_with_the_full_checks_answer(model_copy):
     onnx_only = validate(model_copy, "--onnx-only")
     assert onnx_only["ok"] and onnx_only["runtime"] == "onnx"
-    assert onnx_only["input_shape"] == [None, 224, 224, 3]
+    size = json.loads((model_copy / "model.json").read_text())["input_size"]  # v3: 160
+    assert onnx_only["input_shape"] == [None, size, size, 3]
     full = validate(model_copy)
     assert full["runtime"] == "tensorflow"
     assert onnx_only["probability_malignant"] == pytest.approx(full["onnx_probability_malignant"], abs=1e-9)

@@ -11,13 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import adapt, calibration, site_head
+from training import adapt, calibration, site_align, site_head
 from training.head import LinearHead
 from training.site_model import SAMPLE_FILE, BaseModelError, open_base, read_sample
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_IMAGES = REPO / "demo" / "images"
-SHIPPED_MODEL = REPO / "models" / "mobilenet-v2-melanoma-v2"
+# Site adaptation builds on the fine-tuned v3 model (160 px, a ``features`` output);
+# every shipped model folder with a training-feature sample is checked below.
+SHIPPED_MODEL = REPO / "models" / "mobilenet-v2-melanoma-v3"
+WITH_SAMPLE = sorted(p.parent for p in (REPO / "models").glob(f"*/{SAMPLE_FILE}"))
 
 
 def run(argv, capsys):
@@ -83,6 +86,20 @@ class TestRefusals:
         code, err = run(args(site, tmp_path / "out", "--test-min-cases", "8", base=base), capsys)
         assert code == 2 and "lacks gradcam_layer" in err
 
+    def test_a_base_model_whose_network_is_not_its_input_size(self, site, tmp_path, capsys):
+        import json
+
+        base = tmp_path / "base"
+        base.mkdir()
+        meta = json.loads((SHIPPED_MODEL / "model.json").read_text())
+        assert meta["input_size"] == 160
+        (base / "model.json").write_text(json.dumps({**meta, "input_size": 224}))
+        (base / "model.keras").symlink_to(SHIPPED_MODEL / "model.keras")
+        (base / SAMPLE_FILE).symlink_to(SHIPPED_MODEL / SAMPLE_FILE)
+        code, err = run(args(site, tmp_path / "out", "--test-min-cases", "8", base=base), capsys)
+        assert code == 2 and "takes (160, 160, 3) images; model.json says input_size 224" in err
+        assert not (tmp_path / "out").exists()
+
     def test_a_sample_from_another_model_is_refused(self, tmp_path):
         base = tmp_path / "base"
         shutil.copytree(SHIPPED_MODEL, base, ignore=shutil.ignore_patterns("model.onnx", "experiments"))
@@ -100,12 +117,17 @@ class TestRefusals:
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def test_the_shipped_sample_matches_the_shipped_model():
-    base = open_base(SHIPPED_MODEL)
-    sample = read_sample(SHIPPED_MODEL / SAMPLE_FILE)
+@pytest.mark.parametrize("folder", WITH_SAMPLE, ids=lambda p: p.name)
+def test_the_shipped_sample_matches_the_shipped_model(folder):
+    base = open_base(folder)
+    sample = read_sample(folder / SAMPLE_FILE)
     assert sample.features.shape == (1000, 1280) and set(np.unique(sample.y)) == {0, 1}
     assert base.model_sha256 == sample.model_sha256
     assert len(set(sample.files)) == 1000
+    # a fine-tuned base's detector measures the frozen trunk: the sample carries that space too
+    assert (sample.ood_features is None) == base.ood_is_features
+    if sample.ood_features is not None:
+        assert sample.ood_features.shape == (1000, base.ood_tensor().shape[-1])
 
 
 def synthetic(seed, n_site=100, n_train=300, d=20, shift=1.5):
@@ -130,6 +152,27 @@ class TestSiteHead:
         assert result.way in site_head.WAYS
         assert sorted(np.bincount(result.folds)) == [25, 25, 25, 25]
 
+    def test_other_referral_rules_are_scored_in_the_same_pass(self):
+        xs, ys, xt, yt = synthetic(6)
+        level = site_head.REFERRAL_SENSITIVITY
+        result = site_head.nested_cv(xs, ys, xt, yt, cs=(0.1,), outer=3, inner=3, other_referrals=(level, 0.5))
+        for r in result.per_way.values():
+            m = r["metrics"]
+            # the default rule again gives the default figures; a laxer one refers no more melanomas
+            assert m[f"referral_sensitivity@{level}"] == m["referral_sensitivity"]
+            assert m[f"referral_specificity@{level}"] == m["referral_specificity"]
+            assert m["referral_sensitivity@0.5"] <= m["referral_sensitivity"]
+            assert m["referral_specificity@0.5"] >= m["referral_specificity"]
+
+    def test_the_referral_edge_rules(self):
+        y = np.array([1, 1, 1, 0, 0])
+        prob = calibration.sigmoid(np.array([-1.0, 0.0, 1.0, -3.0, -2.0]))  # melanoma logits: mean 0, sd 1
+        assert calibration.referral_threshold(y, prob, "normal:0.5") == pytest.approx(0.5)
+        assert calibration.referral_threshold(y, prob, "normal:0.8413447") == pytest.approx(calibration.sigmoid(-1.0))
+        # a number: the highest threshold keeping that share of melanomas (here all three)
+        assert calibration.referral_threshold(y, prob, 1.0) <= prob[0]
+        assert calibration.referral_threshold(y, prob, 1.0) > prob[4]
+
     def test_without_a_base_head_the_global_ways_are_skipped(self):
         xs, ys, xt, yt = synthetic(1)
         result = site_head.nested_cv(xs, ys, xt, yt, cs=(0.1,), outer=3, inner=3)
@@ -146,6 +189,30 @@ class TestSiteHead:
         # and the referral edge (the band's lower bound) sits at or below it.
         assert (final.oof_prob[ys == 1] >= final.threshold).mean() >= 0.90
         assert final.band["lo"] <= final.threshold < final.band["hi"]
+
+    @pytest.mark.parametrize("kind", ["shift", "affine"])
+    def test_an_alignment_maps_the_site_benign_statistics_onto_the_training_ones(self, kind):
+        xs, ys, xt, yt = synthetic(4, n_site=400, n_train=2000)
+        xs = xs * 0.5  # the device halves every feature's spread, on top of the shift along axis 1
+        al = site_align.fit_alignment(kind, xs, ys, xt, yt)
+        moved = al.apply(xs)[ys == 0]
+        np.testing.assert_allclose(moved.mean(axis=0), xt[yt == 0].mean(axis=0), atol=1e-9)
+        if kind == "affine":  # spreads matched too (the ratio is shrunk a little towards 1)
+            np.testing.assert_allclose(moved.std(axis=0) / xt[yt == 0].std(axis=0), 1.0, atol=0.1)
+        else:  # spreads left as they were
+            np.testing.assert_allclose(moved.std(axis=0), xs[ys == 0].std(axis=0), rtol=1e-9)
+        assert site_align.fit_alignment("none", xs, ys, xt, yt) is None
+
+    @pytest.mark.parametrize("kind", ["shift", "affine"])
+    def test_an_aligned_head_is_a_head_on_raw_features(self, kind):
+        xs, ys, xt, yt = synthetic(5)
+        base = LinearHead(kernel=np.eye(20)[0], bias=-0.5, c=float("nan"))
+        final = site_head.fit_site_head("global", xs, ys, xt, yt, inner=4, base_head=base, align=kind)
+        al = site_align.fit_alignment(kind, xs, ys, xt, yt)
+        np.testing.assert_allclose(final.head.logit(xs), base.logit(al.apply(xs)), atol=1e-9)
+        exported = calibration.sigmoid(xs @ final.kernel + final.bias)
+        np.testing.assert_allclose(exported, final.oof_prob, atol=1e-9)  # global: no inner fit, so OOF = in-sample
+        assert final.alignment == kind
 
     def test_a_tiny_correction_stays_the_global_head(self):
         xs, ys, _, _ = synthetic(3)
