@@ -30,6 +30,7 @@ import numpy as np
 
 from .data import list_images, perceptual_hash
 from .head import LinearHead
+from .ood import distance_layers
 from .preprocessing import open_image, to_model_input
 from .shifts import augment_image
 
@@ -214,12 +215,6 @@ def build_export_model(image_size, head: LinearHead, temperature: float, ood, we
         ]
     )
     probability = layers.Activation("sigmoid", name="probability")(logit)
-    proj_layer = layers.Dense(ood.components, name="ood_projection")
-    z = proj_layer(features)
-    proj_layer.set_weights([ood.projection.astype(np.float32), ood.bias.astype(np.float32)])
-    sq = layers.Multiply(name="ood_square")([z, z])
-    dist_layer = layers.Dense(1, use_bias=False, name="ood_distance")
-    distance = dist_layer(sq)
-    dist_layer.set_weights([np.ones((ood.components, 1), dtype=np.float32)])
+    distance = distance_layers(features, ood.projection, ood.bias)
     model = keras.Model(inputs, {"probability": probability, "ood_distance": distance}, name=MODEL_NAME)
     return model

@@ -174,21 +174,6 @@ def prediction_model(model):
     return keras.Model(model.input, {"features": model.get_layer(FEATURES_LAYER).output, "logit": model.output})
 
 
-def build_ood_distance(ood_input, ood):
-    """``training.ood``'s squared distance of ``ood_input`` in built-in layers
-    (a whitening ``Dense``, a square, a sum), weights set from ``ood``."""
-    from keras import layers
-
-    proj = layers.Dense(ood.components, name="ood_projection")
-    z = proj(ood_input)
-    proj.set_weights([ood.projection.astype(np.float32), ood.bias.astype(np.float32)])
-    sq = layers.Multiply(name="ood_square")([z, z])
-    dist = layers.Dense(1, use_bias=False, name="ood_distance")
-    distance = dist(sq)
-    dist.set_weights([np.ones((ood.components, 1), dtype=np.float32)])
-    return distance
-
-
 def build_export_model(model, temperature: float, ood, name: str):
     """The shipped model: outputs ``probability`` (sigmoid of the logit over
     ``temperature``), ``ood_distance`` (``training.ood``'s Mahalanobis
@@ -205,6 +190,8 @@ def build_export_model(model, temperature: float, ood, name: str):
     logit = logit_layer(features)
     logit_layer.set_weights([(kernel / temperature).astype(np.float32), (bias / temperature).astype(np.float32)])
     probability = layers.Activation("sigmoid", name="probability")(logit)
-    distance = build_ood_distance(ood_features_output(model), ood)
+    from .ood import distance_layers
+
+    distance = distance_layers(ood_features_output(model), ood.projection, ood.bias)
     outputs = {"probability": probability, "ood_distance": distance, "features": features}
     return keras.Model(model.input, outputs, name=name)

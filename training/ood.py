@@ -12,7 +12,9 @@ model computes with built-in layers::
     d = Dense(1, use_bias=False, kernel=ones)(Multiply()([z, z]))
 
 The threshold is a high quantile (99th percentile by default) of the
-training images' own distances, so ~99% of training images pass. numpy only.
+training images' own distances, so ~99% of training images pass. numpy
+only, except :func:`distance_layers` (the exported form; Keras imported
+when called).
 """
 
 from __future__ import annotations
@@ -89,3 +91,20 @@ def fit_ood(features, components: int = 128, shrinkage: float = 0.05, quantile: 
     )
     model.threshold = float(np.quantile(model.distance(x), quantile))
     return model
+
+
+def distance_layers(ood_input, projection: np.ndarray, bias: np.ndarray):
+    """The squared distance of ``ood_input`` (a Keras tensor) in built-in
+    layers, as every exported model computes it: ``ood_projection`` (the
+    whitening Dense, kernel ``projection``, bias ``bias``), ``ood_square``
+    and ``ood_distance`` (a sum). The layer names are the ONNX contract."""
+    from keras import layers
+
+    k = int(projection.shape[1])
+    proj = layers.Dense(k, name="ood_projection")
+    z = proj(ood_input)
+    proj.set_weights([np.asarray(projection, np.float32), np.asarray(bias, np.float32)])
+    total = layers.Dense(1, use_bias=False, name="ood_distance")
+    distance = total(layers.Multiply(name="ood_square")([z, z]))
+    total.set_weights([np.ones((k, 1), dtype=np.float32)])
+    return distance

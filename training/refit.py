@@ -51,8 +51,9 @@ from PIL import Image
 
 from . import calibration, report, robustness, transfer_meta
 from .features import stratified_subset
-from .finetune_model import OOD_FEATURES_LAYER, OOD_FEATURES_NOTE, build_ood_distance
+from .finetune_model import OOD_FEATURES_LAYER, OOD_FEATURES_NOTE
 from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
+from .ood import distance_layers
 from .preprocessing import frame, open_image, to_model_input
 
 PROG = "python -m training refit"
@@ -204,7 +205,7 @@ def refit(
     _, pooled = _trunk_model(model, finetune["trainable_blocks"][0])
     outputs = {
         "probability": model.get_layer("probability").output,
-        "ood_distance": build_ood_distance(pooled, final_ood),
+        "ood_distance": distance_layers(pooled, final_ood.projection, final_ood.bias),
         "features": model.get_layer("features").output,
     }
     rebuilt = keras.Model(model.input, outputs, name=model.name)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import sha256_of
+from .ood import distance_layers
 from .preprocessing import PIPELINES, load_for_model
 
 SAMPLE_FILE = "training_features.npz"
@@ -176,14 +177,7 @@ class BaseModel:
         logit = logit_layer(features)
         logit_layer.set_weights([np.asarray(kernel, np.float32).reshape(-1, 1), np.array([bias], dtype=np.float32)])
         probability = layers.Activation("sigmoid", name="probability")(logit)
-        k = int(ood_projection.shape[1])
-        proj = layers.Dense(k, name="ood_projection")
-        z = proj(self.ood_tensor())
-        proj.set_weights([ood_projection.astype(np.float32), ood_bias.astype(np.float32)])
-        sq = layers.Multiply(name="ood_square")([z, z])
-        dist_layer = layers.Dense(1, use_bias=False, name="ood_distance")
-        distance = dist_layer(sq)
-        dist_layer.set_weights([np.ones((k, 1), dtype=np.float32)])
+        distance = distance_layers(self.ood_tensor(), ood_projection, ood_bias)
         outputs = {"probability": probability, "ood_distance": distance}
         if self.has_features_output:
             # A fine-tuned base (v3 on) also outputs the pooled features; the
