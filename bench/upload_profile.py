@@ -121,7 +121,7 @@ def main():
                 print("   ", query["sql"][:160])
         if profiler:
             stats = pstats.Stats(profiler, stream=sys.stdout)
-            stats.sort_stats("cumulative").print_stats(45)
+            stats.sort_stats(os.environ.get("SKINCARE_BENCH_SORT", "cumulative")).print_stats(45)
 
 
 def named(data: bytes, name: str):

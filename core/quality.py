@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from training.preprocessing import SOG_POWER, VIGNETTE_LEVEL, decode_reduced
+from training.preprocessing import VIGNETTE_LEVEL, decode_reduced, shades_of_gray
 
 from . import _morphology
 
@@ -177,24 +177,6 @@ def _dilate(mask: np.ndarray, size: int) -> np.ndarray:
     return _window(mask, size, np.logical_or)
 
 
-def _shades_of_gray(rgb: np.ndarray, lit: np.ndarray) -> np.ndarray:
-    """``training.preprocessing.shades_of_gray`` of ``rgb`` (``lit``: its pixels above the vignette level),
-    from per-channel histograms and a lookup table: the same illuminant and gains, in a tenth of the time."""
-    image = Image.fromarray(rgb)
-    skin = lit.sum()
-    if skin < 0.05 * lit.size:  # almost all dark: estimate from everything
-        counts = np.array(image.histogram(), dtype=np.float64).reshape(3, 256) / lit.size
-    else:
-        counts = np.array(image.histogram(Image.fromarray(lit)), dtype=np.float64).reshape(3, 256) / skin
-    illuminant = (counts @ _POWERS) ** (1.0 / SOG_POWER)
-    gains = illuminant.mean() / np.maximum(illuminant, 1e-6)
-    table = np.clip(np.arange(256, dtype=np.float64)[None, :] * gains[:, None], 0, 255).round().astype(np.uint8)
-    return np.asarray(image.point(table.ravel().tolist()))
-
-
-_POWERS = np.arange(256, dtype=np.float64) ** SOG_POWER
-
-
 def measure(img: Image.Image) -> dict[str, float]:
     """Every measure of one decoded image (any size, any mode Pillow converts to RGB).
 
@@ -237,7 +219,7 @@ def _measure(rgb: np.ndarray) -> dict[str, float]:
     # less it is the skin for the light-gradient fit below. (The lesion of
     # ``lesion_mask`` frames a lesion better but, on a photo taken from too
     # far, takes the whole pale patch around a small lesion: docs.)
-    corrected = _shades_of_gray(rgb, lit)
+    corrected = shades_of_gray(rgb, lit=lit)
     smooth = np.asarray(_image(_grey(corrected)).filter(ImageFilter.GaussianBlur(3)))
     darker = _dilate(_erode((smooth < _otsu(smooth[field_])) & field_, 5), 5) & field_
     lesion_area = float(darker.sum() / field_.sum())
@@ -366,7 +348,7 @@ def _lesion(rgb: np.ndarray, corrected=None, channel_sum=None, lit=None) -> tupl
     if channel_sum is None:
         channel_sum = _channel_sum(rgb)
     if corrected is None:
-        corrected = _shades_of_gray(rgb, channel_sum > 3 * VIGNETTE_LEVEL if lit is None else lit)
+        corrected = shades_of_gray(rgb, lit=channel_sum > 3 * VIGNETTE_LEVEL if lit is None else lit)
     view = field_of_view(rgb, channel_sum)
     v = (corrected.astype(np.float32) @ LESION_CHANNEL).reshape(HALF, 2, HALF, 2).mean(axis=(1, 3))
     half_view = view.reshape(HALF, 2, HALF, 2).all(axis=(1, 3))

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .data import list_images, perceptual_hash
-from .preprocessing import SQUARE_SOG_V2, frame, open_image, shades_of_gray, to_model_input
+from .preprocessing import SQUARE_SOG_V2, frame, open_for_model, open_image, shades_of_gray, to_model_input
 from .shifts import augment_image
 
 
@@ -97,9 +97,11 @@ def prepare_cache(root, size: int, cache_dir, workers: int = 2, progress=print, 
     hashes = np.zeros((len(files), 256), dtype=bool)
 
     def one(i):
-        img = open_image(paths[i].read_bytes())
-        images[i] = frame(img, size)
-        hashes[i] = perceptual_hash(img)
+        data = paths[i].read_bytes()
+        # Framed exactly as the worker frames it (a reduced decode for large JPEGs); hashed from the full image.
+        img, box = open_for_model(data, size)
+        images[i] = frame(img, size, box)
+        hashes[i] = perceptual_hash(img if box is None else open_image(data))
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for n, _ in enumerate(pool.map(one, range(len(files)))):

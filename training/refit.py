@@ -54,7 +54,7 @@ from .features import stratified_subset
 from .finetune_model import OOD_FEATURES_LAYER, OOD_FEATURES_NOTE
 from .onnx_export import ONNX_FILE, export_onnx, with_onnx_keys
 from .ood import distance_layers
-from .preprocessing import frame, open_image, to_model_input
+from .preprocessing import SQUARE_RESIZE_V1, load_for_model, to_model_input
 
 PROG = "python -m training refit"
 BATCH = 64
@@ -156,7 +156,7 @@ def refit(
     extract, _ = _trunk_model(model, finetune["trainable_blocks"][0])
 
     def framed(name):  # the run's image cache: the whole image resized to the input size
-        return frame(open_image(data / name), size)
+        return load_for_model(data / name, size, SQUARE_RESIZE_V1)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         cache = list(pool.map(framed, oof["files"]))

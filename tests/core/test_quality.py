@@ -233,14 +233,3 @@ def test_erosion_and_dilation_by_doubling_equal_the_plain_box_count(size):
         count = box_count(mask, size)
         np.testing.assert_array_equal(quality._erode(mask, size), count == size * size)
         np.testing.assert_array_equal(quality._dilate(mask, size), count > 0)
-
-
-def test_the_gates_shades_of_gray_is_the_training_pipelines(demo_image_paths):
-    from training.preprocessing import VIGNETTE_LEVEL, shades_of_gray
-
-    images = [quality._rgb(Image.open(path)) for path in demo_image_paths[:4]]
-    images.append(np.asarray(dermoscopy_like(256, vignette=True)))
-    images.append(np.zeros((256, 256, 3), dtype=np.uint8))  # all dark: estimated from every pixel
-    for rgb in images:
-        lit = quality._channel_sum(rgb) > 3 * VIGNETTE_LEVEL
-        np.testing.assert_array_equal(quality._shades_of_gray(rgb, lit), shades_of_gray(rgb))
