@@ -56,6 +56,18 @@ sizes (``--sizes``, bilinear) and saved as JPEG (quality 92), and each file
 is measured both ways: per measure the differences, per check the images
 whose verdict changes, and the hash distance between the two ways.
 
+Part 4 (``cut_off``): why no threshold of a framing measure meets the cut-off
+target. The same sample and crops as ``quality``; each crop also records the
+window and so the share of the original's lesion it kept. It prints per half
+the cut-offs whose segmented lesion touches no frame edge (no framing measure
+can catch them), how well the crop's segmented lesion matches the original's
+lesion in the window, how well the in-frame share is estimated by
+extrapolating a circle or an ellipse fitted to the lesion's outline away from
+the frame, how many sides of the frame the lesion runs along (training images
+and cut-offs), every pair of candidate measures chosen as the shipped pair is,
+and all of them combined by boosted trees (scikit-learn; fitted on the first
+half, the second's figures).
+
 Usage (from the repository root; about 25 and 7 min on 2 busy cores):
 
     nice -n 5 .venv/bin/python bench/image_quality.py quality \\
@@ -65,6 +77,8 @@ Usage (from the repository root; about 25 and 7 min on 2 busy cores):
         --data ../shared/datasets/melanoma-10k/train --copies 500 --thresholds 32 40 48 56 64 --show-false 48
     nice -n 5 .venv/bin/python bench/image_quality.py decode \
         --data ../shared/datasets/melanoma-10k/train --per-class 150 --sizes 1024x768 2400x1800 4000x3000
+    nice -n 15 .venv/bin/python bench/image_quality.py cut_off \
+        --data ../shared/datasets/melanoma-10k/train --per-class 1000 --degrade-per-class 400 --save /tmp/cut_off.json
 
 See docs/image-quality.md for the figures.
 """
@@ -164,8 +178,12 @@ def degrade(img: Image.Image, kind: str, rng) -> Image.Image:
     raise ValueError(kind)
 
 
-def cut_off(img: Image.Image, rng, *, max_kept=0.6, min_kept=0.2, max_share=0.7):
-    """A crop of ``img`` whose edge runs through its lesion (see the module doc), or None when none is possible."""
+def cut_off(img: Image.Image, rng, *, max_kept=0.6, min_kept=0.2, max_share=0.7, window=False):
+    """A crop of ``img`` whose edge runs through its lesion (see the module doc), or None when none is possible.
+
+    ``window``: return (crop, the original's lesion inside the window at SIZE x SIZE, the share of the lesion
+    kept) instead (``cut_off_limits``).
+    """
     size = quality.SIZE
     lesion = quality.lesion_mask(img)
     area = lesion.sum()
@@ -187,7 +205,12 @@ def cut_off(img: Image.Image, rng, *, max_kept=0.6, min_kept=0.2, max_share=0.7)
                 (x.flat[k] + side) * w / size,
                 (y.flat[k] + side) * h / size,
             )
-            return img.crop(tuple(round(b) for b in box)).resize(img.size, Image.Resampling.BILINEAR)
+            crop = img.crop(tuple(round(b) for b in box)).resize(img.size, Image.Resampling.BILINEAR)
+            if not window:
+                return crop
+            part = lesion[y.flat[k] : y.flat[k] + side, x.flat[k] : x.flat[k] + side]
+            kept_lesion = np.asarray(Image.fromarray(part).resize((size, size), Image.Resampling.NEAREST))
+            return crop, kept_lesion, float(inside.flat[k] / area)
     return None
 
 
@@ -256,6 +279,8 @@ def run_quality(args):
         report(second, chosen)
         print("--- the cut-off check at other whole-gate pass rates (chosen on the first half, second half shown) ---")
         trade_off(first, second, chosen)
+        print("--- the other five checks alone (no cut-off check), by calibration rule ---")
+        budget(first, second)
     print(f"--- all {len(results)} images, thresholds in core.quality ---")
     report(results, quality.THRESHOLDS)
 
@@ -324,6 +349,26 @@ def trade_off(first, second, chosen, targets=(0.95, 0.96, 0.97, 0.975, 0.98)):
             f"{target:>30.1%} {pair['max_edge_contact']:>8} {pair['max_lesion_offset']:>7} "
             f"{passed:>19.2%} {caught:>16.2%}"
         )
+
+
+def budget(first, second, rules=((0.955, 0.985), (0.95, 0.985), (0.955, 0.99), (0.95, 0.99))):
+    """The whole gate without the cut-off check, its thresholds chosen on the first half by ``calibrate``'s rule with
+    other catch targets and floors: what budget the other checks leave the cut-off check under the 98% target."""
+    off = {"max_edge_contact": 2.0}
+    print(f"{'catch':>6} {'floor':>6} {'gate pass (first)':>18} {'gate pass (second)':>19}  lowest catch (second)")
+    for catch, floor in rules:
+        trial = {**calibrate(first, catch=catch, floor=floor), **off}
+        passed = [
+            np.mean([not quality.judge(r["original"], quality.DERMOSCOPIC, trial) for r in h]) for h in (first, second)
+        ]
+        caught = {
+            kind: np.mean(
+                [EXPECTED[kind] in quality.judge(r[kind], quality.DERMOSCOPIC, trial) for r in second if kind in r]
+            )
+            for kind in SIMPLE
+        }
+        worst = min(caught, key=caught.get)
+        print(f"{catch:>6.1%} {floor:>6.1%} {passed[0]:>18.2%} {passed[1]:>19.2%}  {caught[worst]:.2%} ({worst})")
 
 
 def report(results, thresholds):
@@ -475,12 +520,258 @@ def run_decode(args):
         )
 
 
+# Part 4 (``cut_off``): what a measure of the segmented lesion's framing can know about a cut-off.
+# The candidate measures below are not in core.quality: none beat the shipped pair (docs/image-quality.md).
+HALF_SIDE = quality.SIZE // 2  # the segmentation's own resolution
+_DISC = np.stack(np.meshgrid(*(2 * [(np.arange(40) + 0.5) / 20 - 1])))  # a grid over the unit disc, for areas
+_DISC = _DISC[:, (_DISC**2).sum(axis=0) <= 1]
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    padded = np.pad(mask, 1)
+    return mask & ~(padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+
+
+def _fit_circle(x, y):
+    """(centre, 2 x 2 axes) of the least-squares (Kasa) circle through the points, or None."""
+    solution, *_ = np.linalg.lstsq(np.c_[x, y, np.ones_like(x)], x * x + y * y, rcond=None)
+    centre = solution[:2] / 2
+    r2 = solution[2] + centre @ centre
+    return (centre, np.sqrt(r2) * np.eye(2)) if r2 > 0 else None
+
+
+def _fit_ellipse(x, y):
+    """(centre, 2 x 2 axes) of the direct least-squares ellipse through the points (Halir & Flusser 1998), or None."""
+    d1, d2 = np.c_[x * x, x * y, y * y], np.c_[x, y, np.ones_like(x)]
+    try:
+        t = -np.linalg.solve(d2.T @ d2, d2.T @ d1)
+    except np.linalg.LinAlgError:
+        return None
+    m = d1.T @ d1 + d1.T @ d2 @ t
+    vectors = np.real(np.linalg.eig(np.array([m[2] / 2, -m[1], m[0] / 2]))[1])
+    ellipse = np.flatnonzero(4 * vectors[0] * vectors[2] - vectors[1] ** 2 > 0)
+    if not len(ellipse):
+        return None
+    a, b, c = vectors[:, ellipse[0]]
+    d, e, f = t @ vectors[:, ellipse[0]]
+    q = np.array([[a, b / 2], [b / 2, c]])
+    centre = np.linalg.solve(2 * q, -np.array([d, e]))
+    level = -(f + (d * centre[0] + e * centre[1]) / 2)
+    values, rotation = np.linalg.eigh(q)
+    if np.any(level / values <= 0):
+        return None
+    return centre, rotation * np.sqrt(level / values)
+
+
+def in_frame_estimate(mask: np.ndarray, fit) -> float:
+    """The share of the lesion in frame, extrapolated: a circle or ellipse (``fit``) fitted to its outline away from
+    the frame's edge; the shape's area outside the frame is what is missing. 1 for a lesion wholly in frame, 0 when
+    no shape fits. (``mask``: SIZE x SIZE; measured at the segmentation's half size.)"""
+    mask = mask[::2, ::2]
+    band = np.zeros_like(mask)
+    edge = quality.EDGE // 2
+    band[:edge] = band[-edge:] = band[:, :edge] = band[:, -edge:] = True
+    outline = _outline(mask)
+    if not mask.any() or not (outline & band).any():
+        return 1.0
+    y, x = np.nonzero(outline & ~band)
+    shape = fit((x + 0.5) / HALF_SIDE - 0.5, (y + 0.5) / HALF_SIDE - 0.5) if len(x) >= 6 else None
+    if shape is None:
+        return 0.0
+    centre, axes = shape
+    points = centre[:, None] + axes @ _DISC
+    outside = abs(np.linalg.det(axes)) * np.pi * (np.abs(points) > 0.5).any(axis=0).mean()
+    area = mask.mean()
+    return float(area / (area + outside))
+
+
+def framing_features(mask: np.ndarray) -> dict:
+    """Candidate cut-off measures of a SIZE x SIZE lesion mask (at half size): how many sides of the frame it runs
+    along (> 2 px), each side's chord (lesion on that edge line / the lesion's extent along it, largest first), its
+    area, and the in-frame share extrapolated by a circle and an ellipse."""
+    m = mask[::2, ::2]
+    rows, cols = m.any(axis=1).sum(), m.any(axis=0).sum()
+    edges = ((m[:, 0], rows), (m[:, -1], rows), (m[0], cols), (m[-1], cols))
+    chords = sorted((float(line.sum() / max(extent, 1)) for line, extent in edges), reverse=True)
+    return {
+        "sides": int(sum(line.sum() > 2 for line, _ in edges)),
+        "chords": chords,
+        "area": float(m.mean()),
+        "circle": in_frame_estimate(mask, _fit_circle),
+        "ellipse": in_frame_estimate(mask, _fit_ellipse),
+    }
+
+
+def _cut_limits_one(args):
+    path, cut, seed = args
+    gate = quality.gate_image(Path(path).read_bytes())
+    out = {"original": {**quality.measure(gate), **framing_features(quality.lesion_mask(gate))}}
+    if cut:
+        img = Image.open(path).convert("RGB")
+        rng = np.random.default_rng(seed)
+        for kind in DEGRADATIONS[: DEGRADATIONS.index("cut_off")]:
+            degrade(img, kind, rng)  # the random stream where ``quality`` has it: the same crops
+        made = cut_off(img, rng, window=True)
+        if made is not None:
+            crop, kept_lesion, kept = made
+            lesion = quality.lesion_mask(crop)
+            out["cut_off"] = {
+                **quality.measure(crop),
+                **framing_features(lesion),
+                "kept": kept,
+                "overlap": float((lesion & kept_lesion).sum() / max((lesion | kept_lesion).sum(), 1)),
+                "kept_circle": in_frame_estimate(kept_lesion, _fit_circle),
+                "kept_ellipse": in_frame_estimate(kept_lesion, _fit_ellipse),
+            }
+    return out
+
+
+# Candidate cut-off measures, each oriented so that larger is "more cut off".
+CANDIDATES = {
+    "edge_contact": lambda m: m["edge_contact"],
+    "lesion_offset": lambda m: m["lesion_offset"],
+    "chord": lambda m: m["chords"][0],
+    "second_chord": lambda m: m["chords"][1],
+    "sides": lambda m: m["sides"],
+    "missing_circle": lambda m: 1 - m["circle"],
+    "missing_ellipse": lambda m: 1 - m["ellipse"],
+    "small_lesion": lambda m: -m["area"],
+}
+
+
+def run_cut_limits(args):
+    if args.load:
+        results = json.loads(args.load.read_text())
+    else:
+        paths, labels = list_images(args.data)
+        rng = np.random.default_rng(args.seed)
+        sample = _sample(paths, labels, args.per_class, rng)
+        degraded = set(_sample(np.array(paths)[sample], labels[sample], args.degrade_per_class, rng))
+        jobs = [(str(paths[i]), n in degraded, args.seed + i) for n, i in enumerate(sample)]
+        with Pool(args.workers) as pool:
+            results = pool.map(_cut_limits_one, jobs, chunksize=16)
+        if args.save:
+            args.save.write_text(json.dumps(results))
+    order = np.random.default_rng(args.seed + 1).permutation(len(results))  # the halves of ``quality --calibrate``
+    halves = {"first": [results[i] for i in order[::2]], "second": [results[i] for i in order[1::2]]}
+    cuts = {name: [r["cut_off"] for r in rs if "cut_off" in r] for name, rs in halves.items()}
+    for name, rows in cuts.items():
+        apart = np.mean([r["edge_contact"] == 0 for r in rows])
+        print(
+            f"{name} half: {len(rows)} cut-offs; the crop's lesion touches no frame edge in {apart:.2%} "
+            f"(no measure of its framing catches them: at most {1 - apart:.2%})"
+        )
+    rows = cuts["first"] + cuts["second"]
+    pct = (5, 25, 50, 75, 95)
+
+    def spread(values):
+        return " / ".join(f"{v:.2f}" for v in np.percentile(values, pct))
+
+    print(f"all {len(rows)} cut-offs, percentiles {pct}:")
+    print(f"  share of the lesion in frame (by construction 0.2-0.6): {spread([r['kept'] for r in rows])}")
+    overlap = np.array([r["overlap"] for r in rows])
+    print(
+        f"  overlap (IoU) of the crop's segmented lesion with the original's lesion in the window: {spread(overlap)}; "
+        f"under 0.5: {np.mean(overlap < 0.5):.2%}"
+    )
+    kept = np.array([r["kept"] for r in rows])
+    touching = np.array([r["edge_contact"] > 0 for r in rows])
+    for shape in ("circle", "ellipse"):
+        for source, key, which in (
+            ("the original's lesion in the window", f"kept_{shape}", np.ones_like(touching)),
+            ("the crop's segmented lesion (frame-touching)", shape, touching),
+        ):
+            estimate = np.array([r[key] for r in rows])[which]
+            r = np.corrcoef(estimate, kept[which])[0, 1]
+            print(
+                f"  in-frame share extrapolated by a {shape} from {source}: {spread(estimate)}; >= 0.6 (missed) "
+                f"{np.mean(estimate >= 0.6):.2%}; correlation with the true share {r:.2f}"
+            )
+    originals = [r["original"] for r in results]
+    print("sides of the frame the lesion runs along (0/1/2/3/4):")
+    for name, ms in (("training images", originals), ("cut-offs", rows)):
+        counts = np.bincount([m["sides"] for m in ms], minlength=5) / len(ms)
+        print(f"  {name:<16} " + " / ".join(f"{c:.1%}" for c in counts))
+    _candidate_pairs(halves)
+    _best_combination(halves)
+
+
+def _candidate_pairs(halves, targets=(0.95, 0.97, 0.98)):
+    """Every pair of candidate measures as ``cut_off_thresholds`` chooses the shipped pair: on a grid, on the first
+    half, the most cut-offs caught while the whole gate (the other checks at core.quality's thresholds) passes the
+    target; the second half's figures."""
+    off = {**quality.THRESHOLDS, "max_edge_contact": 2.0}
+    data = {}
+    for name, rs in halves.items():
+        fails = np.array([bool(quality.judge(r["original"], quality.DERMOSCOPIC, off)) for r in rs])
+        good = {k: np.array([f(r["original"]) for r in rs]) for k, f in CANDIDATES.items()}
+        bad = {k: np.array([f(r["cut_off"]) for r in rs if "cut_off" in r]) for k, f in CANDIDATES.items()}
+        data[name] = (fails, good, bad)
+    print(
+        f"pairs of candidate measures (both over their threshold): held-out whole gate pass / cut-offs caught, at "
+        f"first-half targets {', '.join(f'{t:.0%}' for t in targets)}"
+    )
+    fails, good, bad = data["first"]
+    names = list(CANDIDATES)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            grid_a, grid_b = (np.unique(np.quantile(np.r_[good[k], bad[k]], np.linspace(0, 1, 41))) for k in (a, b))
+            cells = []
+            for target in targets:
+                best = None
+                for ta in grid_a:
+                    for tb in grid_b:
+                        flagged = (good[a] > ta) & (good[b] > tb)
+                        if np.mean(~(fails | flagged)) < target:
+                            continue
+                        caught = np.mean((bad[a] > ta) & (bad[b] > tb))
+                        if best is None or caught > best[0]:
+                            best = (caught, ta, tb)
+                if best is None:
+                    cells.append("-")
+                    continue
+                f2, g2, b2 = data["second"]
+                gate = np.mean(~(f2 | ((g2[a] > best[1]) & (g2[b] > best[2]))))
+                cells.append(f"{gate:.1%} / {np.mean((b2[a] > best[1]) & (b2[b] > best[2])):.1%}")
+            print(f"  {a + ' x ' + b:<34} " + "   ".join(cells))
+
+
+def _best_combination(halves):
+    """All the candidate measures at once, as well as a boosted classifier combines them: fitted on the first half,
+    thresholds from its out-of-fold scores there, figures of the second half."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import cross_val_predict
+
+    def xy(rs):
+        rows = [(r["original"], 0) for r in rs] + [(r["cut_off"], 1) for r in rs if "cut_off" in r]
+        features = [[m["lesion_area"], *m["chords"]] + [f(m) for f in CANDIDATES.values()] for m, _ in rows]
+        return np.array(features, dtype=float), np.array([label for _, label in rows])
+
+    (x1, y1), (x2, y2) = xy(halves["first"]), xy(halves["second"])
+    model = HistGradientBoostingClassifier(
+        max_iter=150, learning_rate=0.05, max_depth=3, min_samples_leaf=20, random_state=0
+    )
+    out_of_fold = cross_val_predict(model, x1, y1, cv=5, method="predict_proba")[:, 1]
+    held_out = model.fit(x1, y1).predict_proba(x2)[:, 1]
+    good, bad = held_out[y2 == 0], held_out[y2 == 1]
+    print("all candidates combined (boosted trees): training images flagged / cut-offs caught, held out")
+    for rate in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1):
+        t = np.quantile(out_of_fold[y1 == 0], 1 - rate)
+        print(f"  threshold flagging {rate:.1%} of the first half: {np.mean(good > t):.2%} / {np.mean(bad > t):.2%}")
+    print("  (descriptive, threshold set on the held-out half) training images flagged to catch:")
+    for catch in (0.5, 0.7, 0.8, 0.9):
+        t = np.quantile(bad, 1 - catch)
+        print(f"    {catch:.0%} of cut-offs: {np.mean(good >= t):.2%}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=["quality", "duplicates", "decode"])
+    parser.add_argument("part", choices=["quality", "duplicates", "decode", "cut_off"])
     parser.add_argument("--sizes", nargs="+", default=["1024x768", "2400x1800", "4000x3000"], help="decode: WxH")
-    parser.add_argument("--save", type=Path, help="quality: write the measures to this JSON file")
-    parser.add_argument("--load", type=Path, help="quality: judge the measures saved by --save (no --data needed)")
+    parser.add_argument("--save", type=Path, help="quality, cut_off: write the measures to this JSON file")
+    parser.add_argument(
+        "--load", type=Path, help="quality, cut_off: judge the measures saved by --save (no --data needed)"
+    )
     parser.add_argument("--data", type=Path, help="the train/ folder (benign/, malignant/)")
     parser.add_argument("--per-class", type=int, default=1500)
     parser.add_argument("--degrade-per-class", type=int, default=500)
@@ -492,7 +783,9 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    {"quality": run_quality, "duplicates": run_duplicates, "decode": run_decode}[args.part](args)
+    {"quality": run_quality, "duplicates": run_duplicates, "decode": run_decode, "cut_off": run_cut_limits}[args.part](
+        args
+    )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ THRESHOLDS = {
     "min_lesion_area": 0.0289,
     # Cut off: both must hold. The whole gate's budget (>= 98% of training
     # images pass) leaves this check only lesions whose outline is mostly the
-    # frame's edge; docs/image-quality.md has what it would catch at a cost.
+    # frame's edge; docs/image-quality.md has what it would catch at a cost,
+    # and why no framing measure tried (per-side contact, chords, a circle or
+    # ellipse extrapolated past the frame) does better (bench cut_off).
     "max_edge_contact": 0.66,
     "max_lesion_offset": 0.0,
     "max_light_gradient": 0.453,
