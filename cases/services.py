@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Case, Func, IntegerField, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -201,17 +201,53 @@ def _near_duplicates(patient, phash, *, before=None):
     candidates = LesionImage.objects.filter(lesion__patient__clinic_id=patient.clinic_id)
     if before is not None:  # a stored image (backfill): only what was uploaded before it
         candidates = candidates.filter(uploaded_at__lt=before.uploaded_at).exclude(pk=before.pk)
-    candidates = candidates.exclude(perceptual_hash="").values_list("pk", "perceptual_hash", "lesion__patient_id")
+    # With what the messages name (the match's lesion, and its patient's MRN), no query each.
+    candidates = candidates.exclude(perceptual_hash="").select_related("lesion__patient")
+    if connection.vendor != "postgresql":
+        return _nearest_in_python(candidates, patient, phash)
+    # Every upload compares its hash with every image of the clinic: in
+    # PostgreSQL that is a scan in C (~0.1 us a row), where fetching the
+    # rows to compare them here cost ~2 us a row and grew each upload's
+    # time with the clinic's archive (bench/duplicate_scan.py).
+    # One scan: the nearest image of each kind (DISTINCT ON the kind, nearest first).
+    nearest = (
+        candidates.annotate(
+            distance=HammingDistance("perceptual_hash", Value(phash)),
+            same_patient=Case(When(lesion__patient_id=patient.pk, then=True), default=False),
+        )
+        .filter(distance__lte=quality.MAX_DUPLICATE_DISTANCE)
+        .order_by("same_patient", "distance", "uploaded_at", "pk")
+        .distinct("same_patient")
+    )
+    found = {image.same_patient: image for image in nearest}
+    return found.get(True), found.get(False)
+
+
+class HammingDistance(Func):
+    """PostgreSQL: the bits that differ between two perceptual hashes (64 hex digits), as ``quality.hamming``."""
+
+    arity = 2
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        (a, a_params), (b, b_params) = (compiler.compile(e) for e in self.get_source_expressions())
+        bits = f"bit({quality.HASH_BITS})"
+        return f"bit_count(('x' || {a})::{bits} # ('x' || {b})::{bits})", (*a_params, *b_params)
+
+
+def _nearest_in_python(candidates, patient, phash):
+    """``_near_duplicates`` on databases without ``bit_count`` (SQLite: the embedded default's small archives)."""
     best = {True: (None, quality.MAX_DUPLICATE_DISTANCE + 1), False: (None, quality.MAX_DUPLICATE_DISTANCE + 1)}
-    for pk, other_hash, patient_id in candidates.iterator(chunk_size=2000):
+    rows = candidates.order_by("uploaded_at", "pk").values_list("pk", "perceptual_hash", "lesion__patient_id")
+    for pk, other_hash, patient_id in rows.iterator(chunk_size=2000):
         distance = quality.hamming(phash, other_hash)
         same_patient = patient_id == patient.pk
         if distance < best[same_patient][1]:
             best[same_patient] = (pk, distance)
     same, other = best[True][0], best[False][0]
     return (
-        LesionImage.objects.get(pk=same) if same else None,
-        LesionImage.objects.get(pk=other) if other else None,
+        candidates.get(pk=same) if same else None,
+        candidates.get(pk=other) if other else None,
     )
 
 

@@ -40,6 +40,7 @@ SIZE = 256
 # working size, then resized to it.
 DECODE_SIDE = SIZE
 HASH_SIZE = 16  # 16 x 16 DCT coefficients: 256 bits
+HASH_BITS = HASH_SIZE * HASH_SIZE  # perceptual_hash gives them as HASH_BITS // 4 hex digits
 # The outer band (pixels of SIZE) that counts as the frame's edge.
 EDGE = 6
 

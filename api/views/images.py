@@ -85,9 +85,10 @@ class ImageListCreateView(ApiMixin, generics.ListCreateAPIView):
                 captured_at=data.get("captured_at"),
                 **device,
             )
-            return status.HTTP_201_CREATED, ImageSerializer(
-                images_visible_with_predictions(request.user).get(pk=image.pk)
-            ).data
+            # The image as the service stored it, with its lesion, uploader and
+            # near-duplicate matches attached: the detail view's body without
+            # fetching the row again (a test compares the two).
+            return status.HTTP_201_CREATED, ImageSerializer(image).data
 
         return idempotency.idempotent(request, key=key, payload=payload, perform=perform)
 

@@ -98,3 +98,39 @@ def test_an_upload_is_measured_as_the_backfill_measures_its_stored_file(owner, l
     assert image.quality_measures == quality.measure(stored)
     assert image.quality_measures["version"] == quality.MEASURES_VERSION
     assert image.perceptual_hash == quality.perceptual_hash(stored)
+
+
+def test_postgresql_counts_the_bits_between_two_hashes_as_quality_hamming_does(owner, lesion, jpeg_bytes):
+    import random
+
+    from django.db.models import Value
+
+    row = LesionImage.objects.filter(pk=add(owner, lesion, jpeg_bytes).pk)  # the expression needs a row to run on
+    rng = random.Random(0)
+    hashes = ["0" * 64, "f" * 64, "0" * 63 + "1", "8" + "0" * 63]
+    hashes += [f"{rng.getrandbits(256):064x}" for _ in range(20)]
+    for a in hashes:
+        for b in hashes[:6]:
+            (distance,) = row.annotate(d=services.HammingDistance(Value(a), Value(b))).values_list("d", flat=True)
+            assert distance == quality.hamming(a, b)
+
+
+def test_the_database_scan_finds_the_same_nearest_images_as_the_python_scan(owner, clinic, patient, lesion, jpeg_bytes):
+    # A clinic with near and exact copies for this patient and for another one, and unrelated images.
+    other_patient = PatientFactory(clinic=clinic)
+    img = Image.open(io.BytesIO(jpeg_bytes))
+    copies = [jpeg(img.resize((img.width // k, img.height // k)), quality=q) for k, q in ((1, 95), (2, 70), (3, 50))]
+    for data in copies:
+        add(owner, lesion, data)
+        add(owner, LesionFactory(patient=other_patient), data)
+    probe = quality.perceptual_hash(quality.gate_image(copies[1]))
+    candidates = LesionImage.objects.filter(lesion__patient__clinic_id=clinic.pk).exclude(perceptual_hash="")
+    in_sql = services._near_duplicates(patient, probe)
+    assert in_sql == services._nearest_in_python(candidates, patient, probe)
+    assert in_sql[0] is not None and in_sql[1] is not None
+    assert in_sql[0].lesion.patient == patient and in_sql[1].lesion.patient == other_patient
+    # Nothing within the distance: neither scan names an image.
+    far = "".join("f" if c == "0" else "0" for c in f"{int(probe, 16):064x}")
+    assert (
+        services._near_duplicates(patient, far) == (None, None) == services._nearest_in_python(candidates, patient, far)
+    )
