@@ -51,6 +51,16 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_and_framed_as_a_full_decode_fr
     assert difference.mean() < 1.0 and difference.max() <= 6
 
 
+@pytest.mark.parametrize(("mode", "options"), [("RGB", {"progressive": True}), ("CMYK", {}), ("L", {})])
+def test_progressive_cmyk_and_grey_jpegs_are_reduced_and_framed_alike(mode, options):
+    buffer = io.BytesIO()
+    LARGE.convert(mode).save(buffer, format="JPEG", quality=90, **options)
+    data = buffer.getvalue()
+    assert open_for_model(data, 64)[1] is not None
+    difference = np.abs(load_for_model(data, 64).astype(int) - to_model_input(open_image(data), 64).astype(int))
+    assert difference.mean() < 1.0 and difference.max() <= 6
+
+
 @pytest.mark.parametrize("size", [160, 224])
 def test_an_image_under_twice_the_input_size_is_decoded_in_full(size):
     # Every 300 px training image at every shipped model's input size: bit for bit the full decode.
