@@ -25,7 +25,9 @@ DEMO_IMAGES = REPO / "demo" / "images"
 SHIPPED_MODEL = REPO / "models" / "mobilenet-v2-melanoma-v3"
 
 
-@pytest.fixture(scope="module")
+# Session, not module: pytest-django runs this module's database test apart from the others,
+# and a module fixture would be built twice (~25 s each time).
+@pytest.fixture(scope="session")
 def adapted(tmp_path_factory):
     out = tmp_path_factory.mktemp("adapted") / "demo-site"
     argv = ["--base", str(SHIPPED_MODEL), "--data", str(DEMO_IMAGES), "--out", str(out)]

@@ -60,7 +60,9 @@ REPORT_METRICS = {
 }
 
 
-@pytest.fixture(scope="module")
+# Session, not module: pytest-django runs this module's database test apart from the others,
+# and a module fixture would be built twice (~25 s each time).
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "model-out"
     argv = ["train", "--data", str(DEMO), "--out", str(out), "--epochs", "1", "--folds", "2", "--image-size", "32"]
