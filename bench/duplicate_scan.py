@@ -14,7 +14,6 @@ See docs/benchmarks.md ("Upload path").
 """
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -23,10 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.api_load import fresh_world  # noqa: E402  (after the path is set)
-
-DB_URL = os.environ.get("SKINCARE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_upload_bench")
-BROKER = os.environ.get("SKINCARE_BENCH_BROKER_URL", "redis://127.0.0.1:6379/6")
+from bench.upload_profile import scratch_world  # noqa: E402  (after the path is set)
 
 
 def main():
@@ -34,8 +30,7 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    os.environ.update({"DJANGO_SETTINGS_MODULE": "skincare.settings.test", "DATABASE_URL": DB_URL})
-    user, lesion = fresh_world(DB_URL, BROKER)
+    user, lesion = scratch_world("duplicate-scan")
     from django.utils import timezone
 
     from cases import services

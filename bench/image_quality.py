@@ -235,19 +235,29 @@ def _sample(paths, labels, per_class, rng):
     return sorted(chosen)
 
 
-def run_quality(args):
+def _measured(args, measure_one, job):
+    """``--load``'s saved results, or ``measure_one`` over the sample (saved with ``--save``).
+
+    The sample is the same for every part: ``--per-class`` images of each
+    class, ``--degrade-per-class`` of them also degraded; ``job(path,
+    degraded, seed)`` is what ``measure_one`` gets for each.
+    """
     if args.load:
-        results = json.loads(args.load.read_text())
-    else:
-        paths, labels = list_images(args.data)
-        rng = np.random.default_rng(args.seed)
-        sample = _sample(paths, labels, args.per_class, rng)
-        degraded = set(_sample(np.array(paths)[sample], labels[sample], args.degrade_per_class, rng))
-        jobs = [(paths[i], DEGRADATIONS if n in degraded else (), args.seed + i) for n, i in enumerate(sample)]
-        with Pool(args.workers) as pool:
-            results = pool.map(_measure_one, jobs, chunksize=16)
-        if args.save:
-            args.save.write_text(json.dumps(results))
+        return json.loads(args.load.read_text())
+    paths, labels = list_images(args.data)
+    rng = np.random.default_rng(args.seed)
+    sample = _sample(paths, labels, args.per_class, rng)
+    degraded = set(_sample(np.array(paths)[sample], labels[sample], args.degrade_per_class, rng))
+    jobs = [job(paths[i], n in degraded, args.seed + i) for n, i in enumerate(sample)]
+    with Pool(args.workers) as pool:
+        results = pool.map(measure_one, jobs, chunksize=16)
+    if args.save:
+        args.save.write_text(json.dumps(results))
+    return results
+
+
+def run_quality(args):
+    results = _measured(args, _measure_one, lambda path, degraded, seed: (path, DEGRADATIONS if degraded else (), seed))
     degraded = [r for r in results if len(r) > 1]
     originals = [r["original"] for r in results]
     print(f"training images: {len(originals)} (stratified by class); degraded: {len(degraded)} each")
@@ -640,18 +650,7 @@ CANDIDATES = {
 
 
 def run_cut_limits(args):
-    if args.load:
-        results = json.loads(args.load.read_text())
-    else:
-        paths, labels = list_images(args.data)
-        rng = np.random.default_rng(args.seed)
-        sample = _sample(paths, labels, args.per_class, rng)
-        degraded = set(_sample(np.array(paths)[sample], labels[sample], args.degrade_per_class, rng))
-        jobs = [(str(paths[i]), n in degraded, args.seed + i) for n, i in enumerate(sample)]
-        with Pool(args.workers) as pool:
-            results = pool.map(_cut_limits_one, jobs, chunksize=16)
-        if args.save:
-            args.save.write_text(json.dumps(results))
+    results = _measured(args, _cut_limits_one, lambda path, degraded, seed: (str(path), degraded, seed))
     order = np.random.default_rng(args.seed + 1).permutation(len(results))  # the halves of ``quality --calibrate``
     halves = {"first": [results[i] for i in order[::2]], "second": [results[i] for i in order[1::2]]}
     cuts = {name: [r["cut_off"] for r in rs if "cut_off" in r] for name, rs in halves.items()}

@@ -42,20 +42,12 @@ def main():
     parser.add_argument("--profile", action="store_true", help="cProfile the API uploads")
     args = parser.parse_args()
 
-    media = Path(tempfile.mkdtemp(prefix="skincare-upload-bench-"))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "skincare.settings.test",
-            "DATABASE_URL": DB_URL,
-            "CELERY_BROKER_URL": BROKER,
-            "SKINCARE_MEDIA_ROOT": str(media / "media"),
-            "SKINCARE_MODEL_CACHE_DIR": str(media / "model-cache"),
-            "SKINCARE_API_USER_RATE": "100000/min",
-            "SKINCARE_API_TOKEN_RATE": "100000/min",
-            "SKINCARE_API_UPLOAD_RATE": "100000/min",
-        }
+    user, lesion = scratch_world(
+        "upload",
+        SKINCARE_API_USER_RATE="100000/min",
+        SKINCARE_API_TOKEN_RATE="100000/min",
+        SKINCARE_API_UPLOAD_RATE="100000/min",
     )
-    user, lesion = fresh_world(DB_URL, BROKER)
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -122,6 +114,26 @@ def main():
         if profiler:
             stats = pstats.Stats(profiler, stream=sys.stdout)
             stats.sort_stats(os.environ.get("SKINCARE_BENCH_SORT", "cumulative")).print_stats(45)
+
+
+def scratch_world(name: str, **env):
+    """``fresh_world`` in this process on the scratch services above, with a media folder of its own.
+
+    Shared by the in-process benchmarks (this one, worker_profile.py,
+    duplicate_scan.py); ``env``: settings of the run (throttle rates...).
+    """
+    media = Path(tempfile.mkdtemp(prefix=f"skincare-{name}-bench-"))
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "skincare.settings.test",
+            "DATABASE_URL": DB_URL,
+            "CELERY_BROKER_URL": BROKER,
+            "SKINCARE_MEDIA_ROOT": str(media / "media"),
+            "SKINCARE_MODEL_CACHE_DIR": str(media / "model-cache"),
+            **env,
+        }
+    )
+    return fresh_world(DB_URL, BROKER)
 
 
 def named(data: bytes, name: str):

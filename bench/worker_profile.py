@@ -27,17 +27,14 @@ import os
 import pstats
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.api_load import fresh_world, jpeg_of_about, percentile  # noqa: E402  (after the path is set)
-
-DB_URL = os.environ.get("SKINCARE_BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/skincare_upload_bench")
-BROKER = os.environ.get("SKINCARE_BENCH_BROKER_URL", "redis://127.0.0.1:6379/6")
+from bench.api_load import jpeg_of_about, percentile  # noqa: E402  (after the path is set)
+from bench.upload_profile import scratch_world  # noqa: E402
 
 
 def main():
@@ -47,18 +44,7 @@ def main():
     parser.add_argument("--profile", action="store_true", help="cProfile the predictions")
     args = parser.parse_args()
 
-    media = Path(tempfile.mkdtemp(prefix="skincare-worker-bench-"))
-    os.environ.setdefault("SKINCARE_INFERENCE_THREADS", "1")
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "skincare.settings.test",
-            "DATABASE_URL": DB_URL,
-            "CELERY_BROKER_URL": BROKER,
-            "SKINCARE_MEDIA_ROOT": str(media / "media"),
-            "SKINCARE_MODEL_CACHE_DIR": str(media / "model-cache"),
-        }
-    )
-    user, lesion = fresh_world(DB_URL, BROKER)
+    user, lesion = scratch_world("worker", SKINCARE_INFERENCE_THREADS=os.environ.get("SKINCARE_INFERENCE_THREADS", "1"))
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
