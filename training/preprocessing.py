@@ -105,19 +105,39 @@ def decode_reduced(data: bytes, min_side: int) -> tuple[str, int, int, Image.Ima
     RGB as ``open_image`` does; width and height are those of the file
     (before any turn), as ``verify_decodes`` reports them.
     """
-    with _decoding_errors(), Image.open(io.BytesIO(data)) as img:
+    image_format, (width, height), rgb, turn, _ = _decode_scaled(data, min_side)
+    factor = min(rgb.width // min_side, rgb.height // min_side)
+    if factor >= 2:
+        rgb = rgb.reduce(factor)
+    return image_format, width, height, rgb.transpose(turn) if turn is not None else rgb
+
+
+def _decode_scaled(source, min_side: int):
+    """Decode ``source`` into 8-bit RGB, a JPEG at the smallest DCT scale keeping both sides >= ``min_side``.
+
+    The one decoder behind ``decode_reduced`` (the upload check) and
+    ``open_for_model`` (the model input). Returns (Pillow format, the file's
+    (width, height), the RGB image as decoded, the transpose that makes it
+    upright or None, and the box of the picture in it, or None when it is
+    all of it). A JPEG scaled by k covers ceil(side / k) pixels of which the
+    last is partial: the box (Pillow's, from ``draft``) is side / k.
+    Every entropy-coded block is decoded whatever the scale, so damaged data
+    fails as in a full decode. Raises ImageError.
+    """
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    with _decoding_errors(), Image.open(source) as img:
         _check_size(img)
-        image_format, (width, height) = img.format, img.size
+        image_format, file_size, box = img.format, img.size, None
         if image_format == "JPEG":
-            img.draft(None, (min_side, min_side))  # Pillow picks the largest scale that keeps both sides >= min_side
+            # Pillow picks the largest scale that keeps both sides >= min_side (1, a full decode, if none does).
+            drafted = img.draft(None, (min_side, min_side))
+            if drafted is not None and drafted[1][2:] != img.size:
+                box = drafted[1]
         img.load()
         # Read before converting: a converted copy no longer carries the EXIF (or XMP) orientation.
         turn = _TRANSPOSE.get(img.getexif().get(ExifTags.Base.Orientation, 1))
-        rgb = _to_rgb(img)
-        factor = min(rgb.width // min_side, rgb.height // min_side)
-        if factor >= 2:
-            rgb = rgb.reduce(factor)
-        return image_format, width, height, rgb.transpose(turn) if turn is not None else rgb
+        return image_format, file_size, _to_rgb(img), turn, box
 
 
 # EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose).
@@ -200,7 +220,7 @@ def shades_of_gray(rgb: np.ndarray, power: int = SOG_POWER, lit: np.ndarray | No
 
     Computed from per-channel histograms and applied through a lookup table
     (every pixel is a uint8, so the p-th powers of 256 values are all there
-    is to sum), a tenth of the time of the direct formula in float64 over
+    is to sum), about a third of the time of the direct formula in float64 over
     every pixel, with the same result to the bit (tests/training/test_preprocessing.py
     keeps the direct formula as the reference). The worker runs it on every
     image, training on every batch, and the quality gate on every upload.
@@ -253,59 +273,51 @@ def open_for_model(source: str | os.PathLike | bytes | BinaryIO, size: int) -> t
 
     A JPEG whose sides are both at least ``DRAFT_MARGIN`` x ``size`` is
     decoded at the smallest DCT scale (1/2, 1/4 or 1/8) that keeps them so,
-    instead of in full: a 7 MP upload costs the worker ~20 ms instead of
-    ~90 ms, and the frame's bilinear resize, which averages each output
-    pixel over 2 x (side / size) input pixels anyway, then starts from
-    fewer. The reduced image covers the picture up to a fraction of a pixel
-    at its right and bottom edges (a partial 8 x 8 block), so the returned
-    box (its extent in reduced pixels, as Pillow reports it) keeps the
-    geometry exact. Model inputs differ from a full decode's by a fraction
-    of a grey level on average, less than re-encoding the photo at another
-    JPEG quality changes them (docs/benchmarks.md, "Prediction loop"). Images
+    instead of in full: decoding and framing a 7 MP upload costs ~19 ms
+    instead of ~106 ms (bench/reduced_decode.py), and the frame's bilinear
+    resize, which averages each output pixel over 2 x (side / size) input
+    pixels anyway, then starts from fewer. The reduced image covers the
+    picture up to a fraction of a pixel at its right and bottom edges (a
+    partial 8 x 8 block), so the returned box keeps the geometry exact.
+    Model inputs differ from a full decode's by a fraction of a grey level
+    on average, and a prediction less than re-encoding the photo at another
+    JPEG quality changes it (docs/benchmarks.md, "Prediction loop"). Images
     under twice the input size, which includes every 300 px training image
     at every shipped model's input size, are decoded in full as before.
     Other formats are always decoded in full.
     """
-    if isinstance(source, bytes):
-        source = io.BytesIO(source)
-    with _decoding_errors(), Image.open(source) as img:
-        _check_size(img)
-        box = None
-        if img.format == "JPEG" and min(img.size) >= DRAFT_MARGIN * size:
-            drafted = img.draft(None, (DRAFT_MARGIN * size, DRAFT_MARGIN * size))
-            if drafted is not None and drafted[1][2:] != img.size:
-                box = drafted[1]
-        img.load()
-        # Read before converting: a converted copy no longer carries the EXIF orientation.
-        turn = _TRANSPOSE.get(img.getexif().get(ExifTags.Base.Orientation, 1))
-        rgb = _to_rgb(img)
+    _, _, rgb, turn, box = _decode_scaled(source, DRAFT_MARGIN * size)
     if turn is None:
         return rgb, box
-    if box is not None:
-        box = _turned_box(box, rgb.size, turn)
-    return rgb.transpose(turn), box
+    return rgb.transpose(turn), None if box is None else _turned_box(box, rgb.size, turn)
 
 
-def _turned_box(box, size, turn):
-    """``box`` = (0, 0, w, h) of an image of ``size``, in the coordinates of the image turned by ``turn``."""
-    _, _, w, h = box
+# Where the margins of a box (0, 0, w, h) in a (width, height) image -- the
+# partial block's sliver at the right (width - w) and at the bottom
+# (height - h) -- end up after each transpose: (left, top, right, bottom).
+_TURNED_MARGINS = {
+    Image.Transpose.FLIP_LEFT_RIGHT: lambda r, b: (r, 0, 0, b),
+    Image.Transpose.FLIP_TOP_BOTTOM: lambda r, b: (0, b, r, 0),
+    Image.Transpose.ROTATE_180: lambda r, b: (r, b, 0, 0),
+    Image.Transpose.TRANSPOSE: lambda r, b: (0, 0, b, r),
+    Image.Transpose.ROTATE_90: lambda r, b: (0, r, b, 0),
+    Image.Transpose.ROTATE_270: lambda r, b: (b, 0, 0, r),
+    Image.Transpose.TRANSVERSE: lambda r, b: (b, r, 0, 0),
+}
+
+
+def _turned_box(box: Box, size: tuple[int, int], turn: Image.Transpose) -> Box:
+    """``box`` = (0, 0, w, h) of an image of ``size``, in the coordinates of that image turned by ``turn``."""
     width, height = size
-    # Where the box's far corner's distances from each edge go: a flip moves the box
-    # to the far side of that axis, a quarter turn swaps the axes.
-    x0, x1, y0, y1 = 0.0, w, 0.0, h
-    if turn in (Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.ROTATE_180):
-        x0, x1 = width - w, width
-    if turn in (Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180):
-        y0, y1 = height - h, height
-    if turn == Image.Transpose.TRANSPOSE:  # (x, y) -> (y, x)
-        return (0.0, 0.0, h, w)
-    if turn == Image.Transpose.ROTATE_90:  # counter-clockwise: (x, y) -> (y, width - x)
-        return (0.0, width - w, h, width)
-    if turn == Image.Transpose.ROTATE_270:  # clockwise: (x, y) -> (height - y, x)
-        return (height - h, 0.0, height, w)
-    if turn == Image.Transpose.TRANSVERSE:  # (x, y) -> (height - y, width - x)
-        return (height - h, width - w, height, width)
-    return (x0, y0, x1, y1)
+    left, top, right, bottom = _TURNED_MARGINS[turn](width - box[2], height - box[3])
+    if turn in (
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
+        Image.Transpose.TRANSVERSE,
+    ):
+        width, height = height, width  # a quarter turn swaps the sides
+    return (left, top, width - right, height - bottom)
 
 
 def is_image_path(path: Path) -> bool:
