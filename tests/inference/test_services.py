@@ -45,6 +45,28 @@ class TestRunPrediction:
         assert result.inference_ms > 0 and result.preprocess_ms > 0
         assert result.started_at <= result.finished_at
 
+    def test_a_phone_sized_photo_is_predicted_as_a_full_decode_would_predict_it(
+        self, owner, lesion, jpeg_bytes, active_model, model_dir
+    ):
+        # A 2401 px JPEG (a partial 8 x 8 block): the worker decodes it at 1/8 scale
+        # (training.preprocessing.open_for_model); its probability is the full decode's within what
+        # re-saving the photo at another JPEG quality changes (docs/benchmarks.md, "Prediction loop").
+        from training.preprocessing import open_image, to_model_input
+
+        photo = Image.open(io.BytesIO(jpeg_bytes)).convert("RGB").resize((2401, 2401), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        photo.save(buffer, "JPEG", quality=92)
+        data = buffer.getvalue()
+        image = case_services.add_lesion_image(uploader=owner, lesion=lesion, file=io.BytesIO(data))
+        result = services.run_prediction(Prediction.objects.get(image=image).pk)
+
+        assert result.status == Prediction.Status.SUCCEEDED
+        predictor = Predictor.from_dir(model_dir)
+        with image.image.open("rb") as fh:
+            stored = fh.read()
+        full = to_model_input(open_image(stored), predictor.input_size, predictor.metadata["preprocessing"])
+        assert result.probability_malignant == pytest.approx(predictor.predict_batch(full[None])[0], abs=0.04)
+
     def test_running_it_twice_changes_nothing(self, prediction):
         first = services.run_prediction(prediction.pk)
         second = services.run_prediction(prediction.pk)
